@@ -1,0 +1,185 @@
+"""Sparse annotations: instance labels, known-pixel masks and 3-class targets.
+
+The sparse-annotation model (METHODS.md section 0.2):
+
+- ``labels`` holds instance ids, 0 means *no annotated cell* (not background);
+- ``known`` marks the pixels whose class is known: every annotated cell plus the
+  pixels the user marked as background (scribbles, exhaustive rectangles);
+- without a known mask the labels are exhaustive: every 0 is background.
+
+The semantic target has three classes, background (0), cell interior (1) and
+cell border (2), the border coming from the Sobel filter of the instance map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import SemisegInputError
+
+BACKGROUND, INTERIOR, BORDER = 0, 1, 2
+N_CLASSES = 3
+#: Target value for pixels whose class is unknown (ignored by every loss).
+IGNORE = 255
+
+
+def check_labels(
+    labels: np.ndarray, shape: tuple[int, int], source: str | None = None
+) -> np.ndarray:
+    """Validate an instance-label image and return it as int32.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` integer instance ids, 0 = no annotated cell.
+    shape : tuple of int
+        ``(Y, X)`` of the image it belongs to.
+    source : str, optional
+        File or layer name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` int32.
+
+    Raises
+    ------
+    SemisegInputError
+        For non-integer dtypes, negative ids, more than 2D or a shape that
+        differs from the image.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        raise SemisegInputError(
+            f"labels of shape {labels.shape} look like an RGB picture, not instance ids",
+            "save the labels as a single-channel integer image (napari Labels layer, uint16)",
+            source,
+        )
+    if labels.shape != tuple(shape):
+        raise SemisegInputError(
+            f"labels have shape {labels.shape} but the image is {tuple(shape)} (Y, X)",
+            "give labels of the same height and width as the image",
+            source,
+        )
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise SemisegInputError(
+            f"labels have dtype {labels.dtype}; they must be integer instance ids "
+            "(0 = no cell, 1, 2, ... = one id per cell)",
+            "save the labels as uint16 (e.g. from a napari Labels layer)",
+            source,
+        )
+    if labels.size and labels.min() < 0:
+        raise SemisegInputError(
+            "labels contain negative ids", "use 0 for no cell and 1, 2, ... for cells", source
+        )
+    if labels.size and labels.max() > np.iinfo(np.int32).max:
+        raise SemisegInputError("labels have ids above 2**31", "relabel sequentially", source)
+    return labels.astype(np.int32, copy=False)
+
+
+def known_mask(
+    labels: np.ndarray, mask: np.ndarray | None = None, source: str | None = None
+) -> np.ndarray:
+    """Return the known-pixel mask K.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+    mask : numpy.ndarray, optional
+        ``(Y, X)``, nonzero = known. None means the labels are exhaustive.
+    source : str, optional
+        File or layer name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` bool; annotated cells are always known.
+    """
+    if mask is None:
+        return np.ones(labels.shape, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        mask = mask.any(axis=-1)
+    if mask.shape != labels.shape:
+        raise SemisegInputError(
+            f"known-pixel mask has shape {mask.shape} but the labels are {labels.shape}",
+            "give a mask of the same height and width as the image",
+            source,
+        )
+    return (mask != 0) | (labels > 0)
+
+
+def instance_borders(labels: np.ndarray) -> np.ndarray:
+    """Border pixels of every instance (METHODS.md S12 on integer labels).
+
+    A pixel of a cell is a border pixel when the Sobel filter of the instance
+    map is non-zero there, i.e. when its 3x3 neighbourhood holds another id.
+    This separates touching cells, which a Sobel filter of the binary mask
+    would not.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` bool.
+
+    Examples
+    --------
+    >>> lab = np.zeros((5, 6), int); lab[1:4, 1:3] = 1; lab[1:4, 3:5] = 2
+    >>> instance_borders(lab).astype(int)
+    array([[0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0, 0]])
+    """
+    footprint = np.ones((3, 3), dtype=bool)
+    high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
+    low = ndi.minimum_filter(labels, footprint=footprint, mode="nearest")
+    return (labels > 0) & (high != low)
+
+
+def semantic_target(labels: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Build the 3-class target with unknown pixels set to :data:`IGNORE`.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+    known : numpy.ndarray
+        ``(Y, X)`` bool known-pixel mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` uint8 with values 0 (background), 1 (interior), 2 (border)
+        and 255 (unknown).
+    """
+    target = np.full(labels.shape, IGNORE, dtype=np.uint8)
+    target[known] = BACKGROUND
+    target[labels > 0] = INTERIOR
+    target[instance_borders(labels)] = BORDER
+    return target
+
+
+def cell_areas(labels: np.ndarray) -> np.ndarray:
+    """Areas in pixels of the instances present in ``labels``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        1D int64 array, one entry per non-zero id present.
+    """
+    counts = np.bincount(labels.ravel().astype(np.int64))
+    return counts[1:][counts[1:] > 0]

@@ -1,0 +1,242 @@
+"""In-memory training data: normalised images with their sparse annotations.
+
+A :class:`TrainingData` holds every image the user gave, annotated or not.
+Annotated images carry instance labels, the known-pixel mask, the 3-class
+target and the U-Net weight map; the others form the unlabelled pool that the
+semi-supervised methods learn from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SemisegInputError
+from .annotations import BACKGROUND, IGNORE, cell_areas, check_labels, known_mask, semantic_target
+from .images import Normalization, prepare_image
+from .weights import unet_weight_map
+
+
+@dataclass
+class TrainingImage:
+    """One image with its (possibly absent) sparse annotation.
+
+    Parameters
+    ----------
+    name : str
+        File or layer name.
+    image : numpy.ndarray
+        ``(C, Y, X)`` float32, normalised.
+    labels : numpy.ndarray, optional
+        ``(Y, X)`` int32 instance ids, 0 = no annotated cell.
+    known : numpy.ndarray, optional
+        ``(Y, X)`` bool known-pixel mask.
+    """
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray | None = None
+    known: np.ndarray | None = None
+    target: np.ndarray | None = field(default=None, repr=False)
+    weight: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(Y, X)`` of the image."""
+        return int(self.image.shape[1]), int(self.image.shape[2])
+
+    @property
+    def is_annotated(self) -> bool:
+        """Whether any pixel of this image has a known class."""
+        return self.known is not None and bool(self.known.any())
+
+    @property
+    def n_cells(self) -> int:
+        """Number of annotated cells."""
+        return 0 if self.labels is None else len(cell_areas(self.labels))
+
+    @property
+    def n_known(self) -> int:
+        """Number of known pixels."""
+        return 0 if self.known is None else int(self.known.sum())
+
+
+class TrainingData:
+    """Images for training, annotated and unannotated.
+
+    Parameters
+    ----------
+    images : sequence of TrainingImage
+        Normalised images; those with labels are annotated.
+    w0, sigma : float
+        U-Net weight map parameters (METHODS.md S2).
+    normalization : Normalization, optional
+        How the images were normalised (stored with the model).
+
+    Raises
+    ------
+    SemisegInputError
+        When no cell is annotated, when no pixel is known to be background,
+        or when images have different channel counts.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[TrainingImage],
+        w0: float = 10.0,
+        sigma: float = 5.0,
+        normalization: Normalization | None = None,
+    ) -> None:
+        self.images = list(images)
+        self.normalization = normalization or Normalization()
+        self.w0, self.sigma = w0, sigma
+        if not self.images:
+            raise SemisegInputError("no images were given", "give at least one image")
+        channels = {im.image.shape[0] for im in self.images}
+        if len(channels) > 1:
+            raise SemisegInputError(
+                f"images have different numbers of channels {sorted(channels)}",
+                "train on images of one kind (all grey or all RGB)",
+            )
+        for im in self.images:
+            if im.labels is not None and im.known is not None:
+                im.target = semantic_target(im.labels, im.known)
+                im.weight = unet_weight_map(im.labels, im.target, w0, sigma)
+        self._validate()
+
+    def _validate(self) -> None:
+        if not any(im.n_cells for im in self.images):
+            raise SemisegInputError(
+                "no annotated cells: every labels image is empty",
+                "annotate at least one cell (label ids 1, 2, ...) in one image",
+            )
+        if not any(
+            im.target is not None and np.any(im.target == BACKGROUND) for im in self.images
+        ):
+            raise SemisegInputError(
+                "no pixel is known to be background (only cells are annotated and the "
+                "known-pixel mask covers nothing else)",
+                "mark some background (a scribble or an exhaustively annotated rectangle), "
+                "or give no mask so that every unlabelled pixel counts as background",
+            )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray | None] | None = None,
+        masks: Sequence[np.ndarray | None] | None = None,
+        names: Sequence[str] | None = None,
+        channel_axis: int | None = None,
+        norm: Normalization | None = None,
+        w0: float = 10.0,
+        sigma: float = 5.0,
+    ) -> TrainingData:
+        """Build training data from raw arrays.
+
+        Parameters
+        ----------
+        images : sequence of numpy.ndarray
+            ``(Y, X)`` or ``(Y, X, C)`` / ``(C, Y, X)`` raw images.
+        labels : sequence of numpy.ndarray or None, optional
+            ``(Y, X)`` instance ids per image; None = not annotated.
+        masks : sequence of numpy.ndarray or None, optional
+            ``(Y, X)`` known-pixel masks; None = the labels are exhaustive.
+        names : sequence of str, optional
+            Names used in messages.
+        channel_axis : int, optional
+            Channel axis of the raw images; detected when None.
+        norm : Normalization, optional
+            Intensity normalisation.
+        w0, sigma : float
+            Weight map parameters.
+
+        Returns
+        -------
+        TrainingData
+        """
+        n = len(images)
+        labels = list(labels) if labels is not None else [None] * n
+        masks = list(masks) if masks is not None else [None] * n
+        names = list(names) if names is not None else [f"image {i}" for i in range(n)]
+        if not len(labels) == len(masks) == len(names) == n:
+            raise SemisegInputError(
+                "the numbers of images, labels, masks and names differ",
+                "give one entry per image (None where there is none)",
+            )
+        items = []
+        for raw, lab, mask, name in zip(images, labels, masks, names, strict=True):
+            image = prepare_image(raw, channel_axis, norm, source=name)
+            if lab is None and mask is not None:
+                raise SemisegInputError(
+                    "a known-pixel mask was given without labels",
+                    "give a labels image for it (it may be all zero: then the mask marks "
+                    "background), or remove the mask",
+                    name,
+                )
+            if lab is None:
+                items.append(TrainingImage(name, image))
+                continue
+            lab = check_labels(lab, image.shape[1:], source=name)
+            known = known_mask(lab, mask, source=name)
+            items.append(TrainingImage(name, image, lab, known))
+        return cls(items, w0=w0, sigma=sigma, normalization=norm)
+
+    @property
+    def in_channels(self) -> int:
+        """Number of image channels."""
+        return int(self.images[0].image.shape[0])
+
+    @property
+    def annotated(self) -> list[TrainingImage]:
+        """Images with at least one known pixel."""
+        return [im for im in self.images if im.is_annotated]
+
+    @property
+    def has_unlabelled(self) -> bool:
+        """Whether any pixel anywhere is unknown (the pool semi-supervised methods use)."""
+        return any(im.known is None or not im.known.all() for im in self.images)
+
+    def median_cell_area(self) -> float:
+        """Median area of the annotated cells in pixels."""
+        areas = np.concatenate(
+            [cell_areas(im.labels) for im in self.images if im.labels is not None]
+        )
+        return float(np.median(areas)) if areas.size else 0.0
+
+    def summary(self) -> dict[str, int | float]:
+        """Counts shown to the user: images, annotated images, cells, known pixels."""
+        known = sum(im.n_known for im in self.images)
+        total = sum(im.shape[0] * im.shape[1] for im in self.images)
+        background = sum(
+            int(np.sum(im.target == BACKGROUND)) for im in self.images if im.target is not None
+        )
+        return {
+            "images": len(self.images),
+            "annotated_images": len(self.annotated),
+            "cells": sum(im.n_cells for im in self.images),
+            "known_pixels": known,
+            "background_pixels": background,
+            "unknown_pixels": total - known,
+            "median_cell_area": self.median_cell_area(),
+        }
+
+
+def unknown_fraction(image: TrainingImage) -> float:
+    """Fraction of the image's pixels whose class is unknown.
+
+    Parameters
+    ----------
+    image : TrainingImage
+        One training image.
+
+    Returns
+    -------
+    float
+        1.0 for unannotated images.
+    """
+    if image.target is None:
+        return 1.0
+    return float(np.mean(image.target == IGNORE))

@@ -1,0 +1,199 @@
+"""Checkpoints: weights, configuration, normalisation and metadata in one file.
+
+The file is a plain dictionary of tensors, numbers, strings and lists written
+with ``torch.save`` and read with ``torch.load(..., weights_only=True)``, so
+loading a model never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..data.images import Normalization
+from ..errors import ModelFileError
+from ..io._files import atomic_write
+from ..methods import METHODS, Method, build_method
+from ..models import UNetConfig
+from .config import TrainConfig
+
+FORMAT = "napari-semiseg-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A method with its trained weights and everything needed to predict.
+
+    Parameters
+    ----------
+    method : Method
+        The method, its networks in eval mode.
+    train_config : TrainConfig
+        The configuration it was trained with.
+    normalization : Normalization
+        Image normalisation to apply before prediction.
+    metadata : dict
+        Median cell area, steps trained, data summary, creation time, version.
+    optimizer_state : dict, optional
+        AdamW state, for resuming.
+    """
+
+    method: Method
+    train_config: TrainConfig
+    normalization: Normalization = field(default_factory=Normalization)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None
+
+    @property
+    def median_cell_area(self) -> float:
+        """Median area of the annotated cells the model was trained on."""
+        return float(self.metadata.get("median_cell_area", 0.0))
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels the model expects."""
+        return self.method.in_channels
+
+
+def save_checkpoint(
+    path: str | Path,
+    method: Method,
+    train_config: TrainConfig,
+    metadata: dict[str, Any],
+    optimizer_state: dict[str, Any] | None = None,
+    normalization: Normalization | None = None,
+) -> Path:
+    """Save a trained method to one file (atomically).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Output file (``.pt``).
+    method : Method
+        The trained method.
+    train_config : TrainConfig
+        Its configuration.
+    metadata : dict
+        JSON-like metadata (median cell area, steps, data summary).
+    optimizer_state : dict, optional
+        Optimiser state for resuming.
+    normalization : Normalization, optional
+        Image normalisation used in training.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "method": method.name,
+        "method_config": method.config.to_dict(),
+        "model_config": method.model_config.to_dict(),
+        "in_channels": method.in_channels,
+        "n_classes": method.n_classes,
+        "train_config": train_config.to_dict(),
+        "normalization": (normalization or Normalization()).to_dict(),
+        "metadata": dict(metadata),
+        "state": method.state_dict(),
+        "optimizer": optimizer_state,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return path
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ModelFileError("model file not found", "check the path to the .pt file", str(path))
+    if path.is_dir():
+        raise ModelFileError("this is a folder, not a model file", "give the .pt file", str(path))
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ModelFileError(
+            f"cannot read this file as a napari-semiseg model ({reason})",
+            "give a .pt file written by napari-semiseg train (files that need code to load "
+            "are refused for safety)",
+            str(path),
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(
+            "this is not a napari-semiseg model (it may be a model of another tool, e.g. a "
+            "plain PyTorch state dict)",
+            "give a .pt file written by napari-semiseg train",
+            str(path),
+        )
+    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file format {payload['format_version']} is newer than this version "
+            f"understands ({FORMAT_VERSION})",
+            "update napari-semiseg",
+            str(path),
+        )
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing code.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.pt`` file.
+    device : torch.device or str
+        Where to put the networks.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelFileError
+        For missing files, files of other tools, unknown methods and weights
+        that do not fit the stored architecture.
+    """
+    path = Path(path)
+    payload = _read(path)
+    name = payload["method"]
+    if name not in METHODS:
+        raise ModelFileError(
+            f"model was trained with method {name!r}, which this version does not know",
+            f"update napari-semiseg (known methods: {', '.join(sorted(METHODS))})",
+            str(path),
+        )
+    try:
+        method = build_method(
+            name,
+            payload["method_config"],
+            UNetConfig(**payload["model_config"]),
+            int(payload["in_channels"]),
+            device,
+        )
+        method.load_state_dict(payload["state"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise ModelFileError(
+            f"the weights in this file do not fit its {name} architecture ({reason})",
+            "the file is damaged or was written by an incompatible version; retrain the model",
+            str(path),
+        ) from exc
+    method.eval()
+    return LoadedModel(
+        method=method,
+        train_config=TrainConfig.from_dict(payload["train_config"]),
+        normalization=Normalization(**payload.get("normalization", {})),
+        metadata=dict(payload.get("metadata", {})),
+        optimizer_state=payload.get("optimizer"),
+    )

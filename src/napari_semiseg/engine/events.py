@@ -1,0 +1,84 @@
+"""Events yielded by the training generator.
+
+Events are small frozen dataclasses holding Python numbers and CPU numpy
+copies, never live tensors, so the GUI thread can keep them while training
+goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainingStarted:
+    """Training is about to run its first step."""
+
+    method: str
+    device: str
+    total_steps: int
+    time_budget: float | None
+    start_step: int
+    n_parameters: int
+    data_summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """One optimisation step is done.
+
+    ``losses`` maps loss-term names to values (``"loss"`` is the total);
+    ``remaining_seconds`` estimates the time left from the step rate and the
+    time budget, whichever ends first.
+    """
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    lr: float
+    elapsed: float
+    steps_per_second: float
+    remaining_seconds: float
+    progress: float
+
+
+@dataclass(frozen=True)
+class PreviewUpdated:
+    """New maps to show live.
+
+    ``kind == "image"``: maps over (a window of) training image
+    ``image_index`` whose top-left corner is ``offset`` (y, x): e.g.
+    ``foreground`` (Y, X) float, ``instances`` (Y, X) int32, ``weight_map``,
+    ``pseudo_labels``, ``confidence`` and method-specific maps.
+    ``kind == "batch"``: arrays from the last training batch (the augmented
+    sample and its target, mixed inputs of copy-paste methods, ...).
+    """
+
+    step: int
+    kind: str
+    arrays: dict[str, np.ndarray]
+    image_index: int = 0
+    offset: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    """A checkpoint file was written."""
+
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class TrainingFinished:
+    """Training ended; ``reason`` is ``"steps"``, ``"time_budget"`` or ``"stopped"``."""
+
+    step: int
+    elapsed: float
+    reason: str
+
+
+Event = TrainingStarted | StepFinished | PreviewUpdated | CheckpointSaved | TrainingFinished

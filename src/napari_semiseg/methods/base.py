@@ -1,0 +1,258 @@
+"""The protocol every training method implements (STYLE.md section 5).
+
+The engine knows only this class. A method owns its networks and losses; the
+engine owns the optimiser, the schedule, ``backward()`` and ``step()``.
+
+Batches are dictionaries of tensors on the method's device:
+
+=====================  ===================  ==========================================
+key                    layout               meaning
+=====================  ===================  ==========================================
+``image``              (B, C, P, P) float   annotated patches, normalised
+``target``             (B, P, P) int64      0 bg, 1 interior, 2 border, 255 unknown
+``weight``             (B, P, P) float      U-Net weight map, 0 on unknown pixels
+``labels``             (B, P, P) int64      instance ids, 0 = no annotated cell
+``known``              (B, P, P) float      1 where the class is known
+``unlabelled_*``       same                 patches from the unknown pool (only for
+                                            methods with ``uses_unlabelled``)
+=====================  ===================  ==========================================
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.annotations import N_CLASSES
+from ..errors import SemisegInputError
+from ..models import UNetConfig
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's hyper-parameters (a frozen dataclass with defaults).
+
+    The Train widget builds its form from the fields; field metadata may hold
+    ``{"min": ..., "max": ..., "step": ..., "help": ...}`` for the widget.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary for checkpoints and JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> MethodConfig:
+        """Build from a dictionary, ignoring unknown keys.
+
+        Parameters
+        ----------
+        values : dict, optional
+            Field values; missing fields keep their defaults.
+
+        Returns
+        -------
+        MethodConfig
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values or {}) - names
+        if unknown:
+            raise SemisegInputError(
+                f"unknown settings {sorted(unknown)} for {cls.__qualname__}",
+                f"use only {', '.join(sorted(names))}",
+            )
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What :meth:`Method.training_step` returns.
+
+    Parameters
+    ----------
+    loss : torch.Tensor
+        Scalar to minimise (the engine calls ``backward`` on it).
+    terms : dict of str to float
+        Loss terms for logging and the loss plot.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, float]
+
+
+class Method(abc.ABC):
+    """Base class of training methods.
+
+    Subclasses set ``name``, ``label``, ``description`` and ``Config``, build
+    their networks in ``__init__`` and implement :meth:`training_step`.
+
+    Parameters
+    ----------
+    config : MethodConfig
+        Method hyper-parameters (an instance of ``cls.Config``).
+    model_config : UNetConfig
+        Backbone architecture.
+    in_channels : int
+        Image channels.
+    device : torch.device or str
+        Where the networks live.
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: Whether the engine should add ``unlabelled_*`` patches to every batch.
+    uses_unlabelled: ClassVar[bool] = False
+    #: Number of semantic classes predicted.
+    n_classes: ClassVar[int] = N_CLASSES
+
+    def __init__(
+        self,
+        config: MethodConfig,
+        model_config: UNetConfig,
+        in_channels: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.config = config
+        self.model_config = model_config
+        self.in_channels = in_channels
+        self.device = torch.device(device)
+        #: Fraction of training done, in [0, 1]; set by the engine before each step.
+        self.progress = 0.0
+        #: Arrays worth showing from the last training step (e.g. mixed inputs).
+        self.batch_previews: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def build(
+        cls,
+        config: MethodConfig | dict[str, Any] | None,
+        model_config: UNetConfig,
+        in_channels: int,
+        device: torch.device | str = "cpu",
+    ) -> Method:
+        """Create the method and its networks on ``device``.
+
+        Parameters
+        ----------
+        config : MethodConfig or dict, optional
+            Hyper-parameters; defaults when None.
+        model_config : UNetConfig
+            Backbone architecture.
+        in_channels : int
+            Image channels.
+        device : torch.device or str
+            Target device.
+
+        Returns
+        -------
+        Method
+        """
+        if not isinstance(config, cls.Config):
+            config = cls.Config.from_dict(config if isinstance(config, dict) else None)
+        method = cls(config, model_config, in_channels, device)
+        for net in method.networks().values():
+            net.to(method.device)
+        return method
+
+    # -- what subclasses provide -------------------------------------------------
+    @abc.abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network of the method by name (EMA copies included)."""
+
+    @abc.abstractmethod
+    def training_step(self, batch: Batch, step: int) -> StepOutput:
+        """Compute the loss for one batch; never calls ``backward``/``step``.
+
+        Parameters
+        ----------
+        batch : dict of str to torch.Tensor
+            See the module docstring for keys and layouts.
+        step : int
+            Index of this optimisation step.
+
+        Returns
+        -------
+        StepOutput
+        """
+
+    @abc.abstractmethod
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K, Y, X)`` for images ``(B, C, Y, X)``."""
+
+    # -- optional hooks ------------------------------------------------------------
+    def parameters_to_optimize(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
+        """Parameters (or parameter groups with their own ``lr``) the engine optimises."""
+        params: list[nn.Parameter] = []
+        for net in self.networks().values():
+            params.extend(p for p in net.parameters() if p.requires_grad)
+        return params
+
+    def after_optimizer_step(self, step: int) -> None:  # noqa: B027 (optional hook)
+        """Called after every optimiser step (EMA updates, schedules)."""
+
+    def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Pseudo-labels ``(B, Y, X)`` and confidence ``(B, Y, X)``, for methods that have them."""
+        return None
+
+    def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """Maps worth showing live for one image ``(1, C, Y, X)``.
+
+        The default gives the class probabilities (``probabilities``,
+        ``(K, Y, X)``), the foreground probability and, for methods that have
+        them, pseudo-labels and their confidence. Subclasses add their own maps.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(1, C, Y, X)`` image on the method's device.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``(Y, X)`` maps (``probabilities`` is ``(K, Y, X)``).
+        """
+        probs = torch.softmax(self.predict(x).float(), 1)[0]
+        out = {
+            "probabilities": probs.cpu().numpy(),
+            "foreground": (1.0 - probs[0]).cpu().numpy(),
+        }
+        pseudo = self.pseudo_labels(x)
+        if pseudo is not None:
+            out["pseudo_labels"] = pseudo[0][0].cpu().numpy().astype(np.uint8)
+            out["confidence"] = pseudo[1][0].float().cpu().numpy()
+        return out
+
+    # -- state -----------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Method:
+        """Put every network in training (or eval) mode; EMA copies stay in eval."""
+        for name, net in self.networks().items():
+            net.train(mode and not name.endswith("ema"))
+        return self
+
+    def eval(self) -> Method:
+        """Put every network in eval mode."""
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Weights of every network by name (CPU tensors, safe for ``weights_only``)."""
+        return {
+            name: {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            for name, net in self.networks().items()
+        }
+
+    def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load weights saved by :meth:`state_dict` (strict: names and shapes must match)."""
+        nets = self.networks()
+        if set(state) != set(nets):
+            raise ValueError(f"networks {sorted(state)} do not match {sorted(nets)}")
+        for name, net in nets.items():
+            net.load_state_dict(state[name])

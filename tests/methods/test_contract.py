@@ -1,0 +1,95 @@
+"""The shared contract every registered method passes (STYLE.md section 5)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_semiseg.data import PatchSampler, SamplerConfig
+from napari_semiseg.engine import TrainConfig, train
+from napari_semiseg.engine.loop import _to_tensors
+from napari_semiseg.methods import METHODS, build_method
+from napari_semiseg.models import UNetConfig
+
+TINY = UNetConfig(base_channels=4, depth=2, dropout=0.0)
+
+
+def _batch(method, data, seed=0):
+    sampler = PatchSampler(data, SamplerConfig(patch_size=32, margin=4))
+    rng = np.random.default_rng(seed)
+    batch = _to_tensors(sampler.labelled_batch(rng, 2), torch.device("cpu"))
+    if method.uses_unlabelled:
+        batch.update(
+            _to_tensors(sampler.unlabelled_batch(rng, 2), torch.device("cpu"), "unlabelled_")
+        )
+    return batch
+
+
+@pytest.fixture(params=sorted(METHODS))
+def method(request, toy_data):
+    torch.manual_seed(0)
+    return build_method(request.param, None, TINY, toy_data.in_channels, "cpu")
+
+
+def test_two_steps_give_finite_losses(method, toy_data):
+    method.train()
+    for step in range(2):
+        out = method.training_step(_batch(method, toy_data, step), step)
+        assert out.loss.dim() == 0
+        assert torch.isfinite(out.loss)
+        assert all(np.isfinite(v) for v in out.terms.values())
+        out.loss.backward()
+        method.after_optimizer_step(step)
+
+
+def test_predict_shape(method):
+    method.eval()
+    with torch.no_grad():
+        logits = method.predict(torch.zeros(2, 1, 40, 36))
+    assert logits.shape == (2, method.n_classes, 40, 36)
+
+
+def test_state_round_trip_keeps_predictions(method, toy_data):
+    method.eval()
+    x = torch.from_numpy(toy_data.images[0].image[None, :, :48, :48])
+    with torch.no_grad():
+        before = method.predict(x)
+    clone = build_method(method.name, method.config, TINY, toy_data.in_channels, "cpu")
+    clone.load_state_dict(method.state_dict())
+    clone.eval()
+    with torch.no_grad():
+        after = clone.predict(x)
+    torch.testing.assert_close(before, after)
+
+
+def test_preview_maps(method, toy_data):
+    method.eval()
+    x = torch.from_numpy(toy_data.images[0].image[None, :, :48, :48])
+    with torch.no_grad():
+        maps = method.preview(x)
+    assert maps
+    for value in maps.values():
+        assert isinstance(value, np.ndarray)
+        assert value.shape[-2:] == (48, 48)
+
+
+def test_loss_falls_on_toy_task(method, toy_data):
+    config = TrainConfig(
+        method=method.name,
+        steps=40,
+        model=TINY,
+        batch_size=4,
+        patch_size=32,
+        lr=3e-3,
+        device="cpu",
+        preview_every=0,
+        seed=0,
+    )
+    generator = train(toy_data, config)
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])

@@ -1,0 +1,219 @@
+"""End-to-end command line on the bundled sample data, and its bad-input behaviour."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_semiseg._sample_data import sample_folders
+from napari_semiseg.cli import main
+
+TINY = ["--model-size", "tiny", "--steps", "4", "--patch-size", "48", "--batch-size", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folders = sample_folders()
+    out = tmp_path_factory.mktemp("cli") / "model.pt"
+    code = main(
+        [
+            "train",
+            "--images",
+            str(folders["images"]),
+            "--labels",
+            str(folders["annotations"]),
+            "--masks",
+            str(folders["known"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_predict_evaluate(trained, tmp_path, capsys):
+    folders = sample_folders()
+    masks = tmp_path / "masks"
+    assert (
+        main(["predict", str(trained), "--images", str(folders["images"]), "--out", str(masks)])
+        == 0
+    )
+    written = sorted(p.name for p in masks.iterdir())
+    assert written == ["nuclei_a.tif", "nuclei_b.tif", "nuclei_c.tif"]
+    for name in written:
+        mask = tifffile.imread(masks / name)
+        image = tifffile.imread(folders["images"] / name)
+        assert mask.dtype == np.uint16
+        assert mask.shape == image.shape
+    assert not list(masks.glob("*.part"))
+    report = tmp_path / "scores.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(masks),
+                "--truth",
+                str(folders["truth"]),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    scores = json.loads(report.read_text())
+    assert 0.0 <= scores["ap50"] <= 1.0
+    assert "ap50" in capsys.readouterr().out
+
+
+def test_predict_refuses_to_overwrite(trained, tmp_path, capsys):
+    folders = sample_folders()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "nuclei_b.tif").write_bytes(b"keep me")
+    code = main(["predict", str(trained), "--images", str(folders["images"]), "--out", str(masks)])
+    assert code == 2
+    assert "already exist" in capsys.readouterr().err
+    assert (masks / "nuclei_b.tif").read_bytes() == b"keep me"
+    assert not (masks / "nuclei_a.tif").exists()  # nothing written half-way
+
+
+def _folders(tmp_path, image, labels=None, mask=None, name="a.tif"):
+    for sub, array in (("images", image), ("labels", labels), ("masks", mask)):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        if array is not None:
+            tifffile.imwrite(tmp_path / sub / name, array)
+    return tmp_path
+
+
+def _train(tmp_path, *extra):
+    return main(
+        [
+            "train",
+            "--images",
+            str(tmp_path / "images"),
+            "--labels",
+            str(tmp_path / "labels"),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--device",
+            "cpu",
+            *TINY,
+            *extra,
+        ]
+    )
+
+
+IMAGE = (np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)
+LABELS = np.zeros((64, 64), np.uint16)
+LABELS[10:20, 10:20] = 1
+
+
+@pytest.mark.parametrize(
+    ("image", "labels", "mask", "message"),
+    [
+        (IMAGE, LABELS[:60], None, "shape"),
+        (IMAGE, LABELS.astype(np.float32), None, "integer instance ids"),
+        (IMAGE, np.zeros_like(LABELS), None, "no annotated cells"),
+        (np.full((64, 64), 3, np.uint8), LABELS, None, "constant"),
+        (np.full((64, 64), np.nan, np.float32), LABELS, None, "NaN"),
+        (np.zeros((12, 64, 64), np.uint8) + IMAGE, LABELS, None, "3D stack"),
+        (IMAGE, None, LABELS, "without labels"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, image, labels, mask, message):
+    _folders(tmp_path, image, labels, mask)
+    if mask is not None and labels is None:
+        # a mask without labels: the mask file sits where the labels folder is empty
+        code = main(
+            [
+                "train",
+                "--images",
+                str(tmp_path / "images"),
+                "--labels",
+                str(tmp_path / "labels"),
+                "--masks",
+                str(tmp_path / "masks"),
+                "--out",
+                str(tmp_path / "m.pt"),
+                *TINY,
+            ]
+        )
+    else:
+        code = _train(tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "Fix:" in err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_missing_folder(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "m.pt"),
+                "--images",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "not found" in capsys.readouterr().err
+
+
+def test_model_of_another_kind(tmp_path, capsys):
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pt")
+    _folders(tmp_path, IMAGE)
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "other.pt"),
+                "--images",
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "not a napari-semiseg model" in capsys.readouterr().err
+
+
+def test_rgb_model_refuses_grey_image(tmp_path, capsys):
+    rgb = np.stack([IMAGE, IMAGE[::-1], IMAGE.T], axis=-1)
+    _folders(tmp_path, rgb, LABELS)
+    assert _train(tmp_path) == 0
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    tifffile.imwrite(grey / "g.tif", IMAGE)
+    code = main(
+        ["predict", str(tmp_path / "m.pt"), "--images", str(grey), "--out", str(tmp_path / "o")]
+    )
+    assert code == 2
+    assert "3-channel" in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_model(tmp_path, capsys):
+    _folders(tmp_path, IMAGE, LABELS)
+    (tmp_path / "m.pt").write_bytes(b"old")
+    assert _train(tmp_path) == 2
+    assert (tmp_path / "m.pt").read_bytes() == b"old"
+
+
+def test_previews_dumped(tmp_path):
+    _folders(tmp_path, IMAGE, LABELS)
+    assert _train(tmp_path, "--previews", str(tmp_path / "prev"), "--preview-every", "0.0001") == 0
+    names = {p.name.split("_", 2)[-1] for p in (tmp_path / "prev").iterdir()}
+    assert {"foreground.tif", "instances.tif", "sample_image.tif"} <= names

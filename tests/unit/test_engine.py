@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_semiseg.engine import (
+    CheckpointSaved,
+    PreviewUpdated,
+    StepFinished,
+    TrainConfig,
+    TrainingControl,
+    TrainingFinished,
+    TrainingStarted,
+    load_checkpoint,
+    train,
+)
+from napari_semiseg.engine.schedules import lr_factor, sigmoid_rampup
+from napari_semiseg.errors import ModelFileError, SemisegInputError
+from napari_semiseg.inference import run, segment
+
+
+def _events(generator):
+    events = []
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_event_order_and_result(toy_data, tiny_config, tmp_path):
+    config = tiny_config.replace(preview_every=1e-9)
+    events, result = _events(train(toy_data, config, out=tmp_path / "m.pt"))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is TrainingStarted
+    assert kinds.count(StepFinished) == 3
+    assert kinds[-2:] == [CheckpointSaved, TrainingFinished]
+    previews = [e for e in events if isinstance(e, PreviewUpdated)]
+    image_previews = [e for e in previews if e.kind == "image"]
+    assert "weight_map" in image_previews[0].arrays
+    assert (
+        image_previews[0].arrays["instances"].shape == image_previews[0].arrays["foreground"].shape
+    )
+    assert any(e.kind == "batch" for e in previews)
+    for e in events:  # events carry numpy / python values only
+        for value in getattr(e, "arrays", {}).values():
+            assert isinstance(value, np.ndarray)
+    assert result.steps == 3
+    assert result.reason == "steps"
+    assert (tmp_path / "m.pt").exists()
+
+
+def test_cpu_training_is_reproducible(toy_data, tiny_config):
+    _, a = _events(train(toy_data, tiny_config))
+    _, b = _events(train(toy_data, tiny_config))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
+def test_time_budget_stops_early(toy_data, tiny_config):
+    _, result = _events(train(toy_data, tiny_config.replace(steps=10_000, time_budget=0.5)))
+    assert result.reason == "time_budget"
+    assert result.steps < 10_000
+
+
+def test_control_stops_cleanly(toy_data, tiny_config):
+    control = TrainingControl()
+    generator = train(toy_data, tiny_config.replace(steps=100), control=control)
+    for event in generator:
+        if isinstance(event, StepFinished) and event.step == 2:
+            control.stop()
+        if isinstance(event, TrainingFinished):
+            assert event.reason == "stopped"
+            assert event.step == 2
+
+
+def test_checkpoint_round_trip_and_resume(toy_data, tiny_config, tmp_path):
+    path = tmp_path / "model.pt"
+    _, result = _events(train(toy_data, tiny_config, out=path))
+    loaded = load_checkpoint(path)
+    assert loaded.median_cell_area == pytest.approx(toy_data.median_cell_area())
+    assert loaded.train_config.model == tiny_config.model
+    x = torch.from_numpy(toy_data.images[0].image[None])
+    with torch.no_grad():
+        result.model.method.eval()
+        np.testing.assert_allclose(
+            loaded.method.predict(x).numpy(), result.model.method.predict(x).numpy(), atol=1e-5
+        )
+    payload = torch.load(path, weights_only=True)  # loads without executing code
+    assert payload["format"] == "napari-semiseg-model"
+    events, resumed = _events(train(toy_data, tiny_config, resume=loaded))
+    assert events[0].start_step == 3
+    assert resumed.steps == 6
+
+
+def test_segment_shapes(toy_data, tiny_config):
+    _, result = _events(train(toy_data, tiny_config))
+    seg = run(segment(result.model.method, toy_data.images[1].image, 100.0))
+    assert seg.instances.shape == toy_data.images[1].shape
+    assert seg.maps["probabilities"].shape == (3, *toy_data.images[1].shape)
+
+
+def test_foreign_model_files_refused(tmp_path):
+    plain = tmp_path / "state.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, plain)
+    with pytest.raises(ModelFileError, match="not a napari-semiseg model"):
+        load_checkpoint(plain)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip file at all")
+    with pytest.raises(ModelFileError, match="cannot read"):
+        load_checkpoint(junk)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed!",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "napari-semiseg-model", "x": Evil()}, path)
+    with pytest.raises(ModelFileError, match="cannot read"):
+        load_checkpoint(path)
+
+
+def test_weights_of_another_architecture_refused(toy_data, tiny_config, tmp_path):
+    path = tmp_path / "m.pt"
+    _events(train(toy_data, tiny_config, out=path))
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["base_channels"] = 8
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_config_validation_and_json():
+    with pytest.raises(SemisegInputError, match="device"):
+        TrainConfig(device="tpu")
+    config = TrainConfig(steps=7, time_budget=3.0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(SemisegInputError, match="unknown training settings"):
+        TrainConfig.from_dict({"stepz": 1})
+
+
+def test_schedules():
+    assert lr_factor(0.0) == pytest.approx(0.1)
+    assert lr_factor(0.5) > lr_factor(0.9) > 0
+    assert lr_factor(0.5, "constant") == 1.0
+    assert sigmoid_rampup(0.5, 1.0) == pytest.approx(np.exp(-5 * 0.25))

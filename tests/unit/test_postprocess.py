@@ -1,0 +1,54 @@
+import numpy as np
+from tests._synthetic import disks
+
+from napari_semiseg.data.annotations import instance_borders
+from napari_semiseg.inference.postprocess import (
+    fill_object_holes,
+    instances_from_probabilities,
+    remove_small_objects,
+)
+
+
+def _probabilities(labels):
+    border = instance_borders(labels)
+    probs = np.zeros((3, *labels.shape), np.float32)
+    probs[0] = labels == 0
+    probs[1] = (labels > 0) & ~border
+    probs[2] = border
+    return probs
+
+
+def test_touching_cells_are_split():
+    labels = disks(shape=(30, 50), centres=((15, 15), (15, 27)), radius=7)
+    out = instances_from_probabilities(_probabilities(labels), median_area=150)
+    assert out.max() == 2
+    for i in (1, 2):
+        overlap = np.bincount(out[labels == i])
+        assert overlap.argmax() > 0
+        assert overlap.max() / (labels == i).sum() > 0.9
+
+
+def test_small_objects_removed_relative_to_cell_size():
+    labels = disks(shape=(40, 40), centres=((10, 10), (30, 30)), radius=6)
+    labels[38:40, 0:2] = 3  # 4-pixel speck
+    out = instances_from_probabilities(_probabilities(labels), median_area=110)
+    assert out.max() == 2
+    assert remove_small_objects(np.array([[1, 2, 2]]), 2).tolist() == [[0, 2, 2]]
+
+
+def test_holes_inside_one_cell_filled_but_gaps_between_cells_kept():
+    labels = np.zeros((12, 20), int)
+    labels[1:6, 1:6] = 1
+    labels[3, 3] = 0  # hole inside cell 1
+    labels[1:11, 8:11] = 2
+    labels[1:11, 12:15] = 3
+    labels[1, 11] = labels[10, 11] = 2  # background gap enclosed by cells 2 and 3
+    filled = fill_object_holes(labels)
+    assert filled[3, 3] == 1
+    assert filled[5, 11] == 0
+
+
+def test_empty_prediction_gives_no_objects():
+    probs = np.zeros((3, 10, 10), np.float32)
+    probs[0] = 1
+    assert instances_from_probabilities(probs, 50).max() == 0
