@@ -55,6 +55,20 @@ class PreviewUpdated:
     ``pseudo_labels``, ``confidence`` and method-specific maps.
     ``kind == "batch"``: arrays from the last training batch (the augmented
     sample and its target, mixed inputs of copy-paste methods, ...).
+
+    Layer conventions for viewers (the plugin and ``--previews`` follow them):
+
+    - integer ``(Y, X)`` arrays are label maps (napari Labels), float ``(Y, X)``
+      arrays are maps (napari Image); ``(C, Y, X)`` float arrays are images;
+    - ``<name>_points``: ``(N, 3)`` float rows ``(y, x, score)`` (napari Points,
+      size by score);
+    - ``<name>_vectors``: ``(N, 2, 2)`` float, start ``(y, x)`` and direction
+      ``(dy, dx)`` per row (napari Vectors);
+    - ``<name>_boxes``: ``(N, 4)`` float rows ``(y0, x0, y1, x1)`` (napari
+      Shapes rectangles).
+
+    Coordinates are in pixels of the previewed window (add ``offset`` for the
+    full image).
     """
 
     step: int
