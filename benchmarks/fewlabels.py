@@ -1,0 +1,346 @@
+"""Few-label benchmark: ~10 annotated cells in one square, everything else unknown.
+
+For each data set in ``../shared/data`` (skipped when absent), every cell touching
+one square region of the first image is annotated (about 10 cells; the square
+grows from the image centre until it holds that many) and every other pixel of
+the set is unknown. Each method is trained with a fixed time budget on the
+annotated square plus all images as the unlabelled pool, predicts every image,
+and is scored outside the annotated region (ground-truth objects touching it
+and predictions mostly inside it are dropped). Baselines on the same task:
+
+- ``rf``: an ilastik-style random forest on ``multiscale_basic_features``
+  trained on the same known pixels, with the same post-processing;
+- ``ceiling``: the same U-Net trained on the full labels of every image.
+
+Results are cached per (set, method, seed, budget) in a JSON file, so runs can
+be split, resumed and extended; the markdown table is rebuilt from the cache.
+
+Examples
+--------
+python benchmarks/fewlabels.py --budget 180 --seeds 0,1,2
+python benchmarks/fewlabels.py --sets dsb2018_fluo_nuclei --methods unet,rf --budget 60 --seeds 0
+python benchmarks/fewlabels.py --speed          # steps/s, MPix/s, peak memory on 4096x4096
+python benchmarks/fewlabels.py --table-only     # rebuild docs/benchmarks.md from the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_semiseg.api import make_config
+from napari_semiseg.data import TrainingData, TrainingImage
+from napari_semiseg.data.images import prepare_image
+from napari_semiseg.data.regions import find_region, region_annotation
+from napari_semiseg.engine import train
+from napari_semiseg.evaluation import evaluate
+from napari_semiseg.inference import run, segment
+from napari_semiseg.inference.postprocess import instances_from_probabilities
+from napari_semiseg.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NAPARI_SEMISEG_DATA", ROOT.parent / "shared" / "data"))
+CACHE = ROOT / "benchmarks" / "results" / "fewlabels.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+SETS = (
+    "dsb2018_fluo_nuclei",
+    "dsb2018_brightfield_nuclei",
+    "ctc_fluo_n2dh_gowt1",
+    "cpm15_he_nuclei",
+    "isbi2012_em_membrane",
+)
+#: Sets whose border-cut objects are unlabelled in the ground truth.
+EXCLUDE_BORDER = {"ctc_fluo_n2dh_gowt1"}
+N_CELLS = 10
+
+
+@dataclass
+class Task:
+    """One data set turned into the few-label task."""
+
+    name: str
+    images: list[np.ndarray]
+    truths: list[np.ndarray]
+    names: list[str]
+    labels: np.ndarray
+    known: np.ndarray
+    region: tuple[int, int, int]
+    extra_unlabelled: list[np.ndarray] = field(default_factory=list)
+
+    def ignores(self) -> list[np.ndarray | None]:
+        """Ignore masks: the annotated region of the first image."""
+        return [self.known, *[None] * (len(self.images) - 1)]
+
+
+def load_task(name: str, limit: int | None = None) -> Task | None:
+    """Read a data set and build its few-label annotation (None if absent)."""
+    folder = DATA / name
+    if not (folder / "images").is_dir():
+        return None
+    files = sorted((folder / "images").glob("*.tif"))[:limit]
+    images = [tifffile.imread(f) for f in files]
+    truths = [tifffile.imread(folder / "labels" / f.name).astype(np.int32) for f in files]
+    top, left, size = find_region(truths[0], N_CELLS)
+    labels, known = region_annotation(truths[0], top, left, size)
+    extra = []
+    if (folder / "unlabeled").is_dir():
+        extra = [tifffile.imread(f) for f in sorted((folder / "unlabeled").glob("*.tif"))]
+    return Task(name, images, truths, [f.stem for f in files], labels, known, (top, left, size), extra)
+
+
+def training_data(task: Task, full: bool = False) -> TrainingData:
+    """Few-label training data (or full labels for the ceiling)."""
+    images = [*task.images, *task.extra_unlabelled]
+    if full:
+        labels = [*task.truths, *[None] * len(task.extra_unlabelled)]
+        masks = [None] * len(images)
+    else:
+        labels = [task.labels, *[None] * (len(images) - 1)]
+        masks = [task.known, *[None] * (len(images) - 1)]
+    return TrainingData.from_arrays(images, labels, masks, names=[*task.names, *["u"] * len(task.extra_unlabelled)])
+
+
+def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
+    """Scores outside the annotated region."""
+    return evaluate(
+        masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER
+    )
+
+
+def run_method(task: Task, method: str, seed: int, budget: float, full: bool = False) -> dict:
+    """Train one method with a time budget, predict every image, score."""
+    data = training_data(task, full)
+    config = make_config(
+        method=method, steps=1_000_000, time_budget=budget, seed=seed, device="auto",
+        preview_every=0,
+    )
+    started = time.perf_counter()
+    result = run(train(data, config))
+    trained = time.perf_counter() - started
+    model = result.model
+    started = time.perf_counter()
+    masks = []
+    pixels = 0
+    for image in task.images:
+        prepared = prepare_image(image, norm=model.normalization)
+        masks.append(run(segment(model.method, prepared, model.median_cell_area)).instances)
+        pixels += prepared.shape[1] * prepared.shape[2]
+    predicted = time.perf_counter() - started
+    return {
+        **score(task, masks),
+        "steps": result.steps,
+        "steps_per_s": result.steps / max(trained, 1e-9),
+        "train_s": trained,
+        "predict_mpix_per_s": pixels / 1e6 / max(predicted, 1e-9),
+    }
+
+
+def run_random_forest(task: Task, seed: int) -> dict:
+    """ilastik-style pixel classifier: random forest on multiscale features + post-processing."""
+    from sklearn.ensemble import RandomForestClassifier
+    from skimage.feature import multiscale_basic_features
+
+    def features(image: np.ndarray) -> np.ndarray:
+        prepared = prepare_image(image)
+        return multiscale_basic_features(np.moveaxis(prepared, 0, -1), channel_axis=-1, sigma_max=16)
+
+    started = time.perf_counter()
+    data = training_data(task)
+    target = data.images[0].target
+    known = target != 255
+    x = features(task.images[0])[known]
+    y = target[known]
+    rng = np.random.default_rng(seed)
+    if len(y) > 200_000:
+        keep = rng.choice(len(y), 200_000, replace=False)
+        x, y = x[keep], y[keep]
+    forest = RandomForestClassifier(n_estimators=100, max_depth=12, n_jobs=-1, random_state=seed)
+    forest.fit(x, y)
+    trained = time.perf_counter() - started
+    median = data.median_cell_area()
+    masks = []
+    for image in task.images:
+        f = features(image)
+        proba = np.zeros((3, *f.shape[:2]), np.float32)
+        p = forest.predict_proba(f.reshape(-1, f.shape[-1]))
+        for column, cls in enumerate(forest.classes_):
+            proba[cls] = p[:, column].reshape(f.shape[:2])
+        masks.append(instances_from_probabilities(proba, median))
+    return {**score(task, masks), "train_s": trained}
+
+
+def measure_speed(budget: float) -> dict:
+    """Training steps/s on the sample data and prediction speed/memory on 4096 x 4096."""
+    code = f"""
+import json, resource, time, numpy as np, torch
+from napari_semiseg._sample_data import sample_folders
+from napari_semiseg.api import train, predict
+folders = sample_folders()
+result = train(folders['images'], folders['annotations'], folders['known'], steps=10**6,
+               time_budget={budget}, device='auto', preview_every=0)
+rate = result.steps / result.elapsed
+rng = np.random.default_rng(0)
+import tifffile
+tile = tifffile.imread(folders['images'] / 'nuclei_a.tif')
+image = np.tile(tile, (16, 16))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+mask = predict(result.model, image)[0]
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"steps_per_s": rate, "predict_s_4096": seconds,
+                   "mpix_per_s_4096": image.size / 1e6 / seconds, "peak_rss_mb": peak / 1024,
+                   "rss_before_predict_mb": base / 1024, "objects_4096": int(mask.max()),
+                   "torch_threads": torch.get_num_threads()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_cache() -> dict:
+    if CACHE.exists():
+        return json.loads(CACHE.read_text())
+    return {"runs": {}, "speed": None, "machine": None}
+
+
+def save_cache(cache: dict) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
+
+
+def key(dataset: str, method: str, seed: int, budget: float) -> str:
+    return f"{dataset}|{method}|{seed}|{budget:g}"
+
+
+def table(cache: dict, budget: float) -> str:
+    """Markdown: AP50 / mean AP / Dice per set and method, mean ± std over seeds."""
+    runs = cache["runs"]
+    sets = [s for s in SETS if any(k.startswith(s + "|") for k in runs)]
+    order = ["rf", *METHODS, "ceiling"]
+    methods = [m for m in order if any(f"|{m}|" in k for k in runs)]
+    lines = [
+        f"Time budget {budget:g} s per training run; mean ± std over seeds (n = seeds run).",
+        "",
+        "| data set | method | n | AP50 | mean AP | Dice | steps | steps/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for dataset in sets:
+        for method in methods:
+            rows = [
+                v for k, v in runs.items()
+                if k.startswith(f"{dataset}|{method}|") and (method == "rf" or k.endswith(f"|{budget:g}"))
+            ]
+            if not rows:
+                continue
+
+            def stat(name: str, rows=rows) -> str:
+                values = [r[name] for r in rows if name in r]
+                if not values:
+                    return "–"
+                if len(values) == 1:
+                    return f"{values[0]:.3f}"
+                return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+            steps = f"{np.mean([r['steps'] for r in rows]):.0f}" if "steps" in rows[0] else "–"
+            rate = f"{np.mean([r['steps_per_s'] for r in rows]):.2f}" if "steps" in rows[0] else "–"
+            lines.append(
+                f"| {dataset} | {method} | {len(rows)} | {stat('ap50')} | {stat('map')} | "
+                f"{stat('dice')} | {steps} | {rate} |"
+            )
+    speed = cache.get("speed")
+    if speed:
+        lines += [
+            "",
+            "| measure | value |",
+            "| --- | --- |",
+            f"| training steps/s (sample data, default config) | {speed['steps_per_s']:.2f} |",
+            f"| prediction, 4096 x 4096 image | {speed['predict_s_4096']:.1f} s "
+            f"({speed['mpix_per_s_4096']:.2f} MPix/s) |",
+            f"| peak resident memory while predicting 4096 x 4096 | {speed['peak_rss_mb']:.0f} MB "
+            f"(before: {speed['rss_before_predict_mb']:.0f} MB) |",
+        ]
+    return "\n".join(lines)
+
+
+def write_doc(cache: dict, budget: float) -> None:
+    """Replace the generated block of docs/benchmarks.md (the rest is hand-written)."""
+    begin, end = "<!-- fewlabels:begin -->", "<!-- fewlabels:end -->"
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(f"{head}{begin}\n{table(cache, budget)}\n{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--methods", default="rf,unet,ceiling", help=f"rf, ceiling, {', '.join(METHODS)} or 'all'")
+    parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--limit", type=int, help="use only the first N images of each set")
+    parser.add_argument("--force", action="store_true", help="rerun cached results")
+    parser.add_argument("--speed", action="store_true", help="measure speed and memory")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    cache = load_cache()
+    methods = args.methods.split(",")
+    if methods == ["all"]:
+        methods = ["rf", *METHODS, "ceiling"]
+    unknown = set(methods) - {"rf", "ceiling", *METHODS}
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}")
+    if not args.table_only:
+        if args.speed:
+            cache["speed"] = measure_speed(min(args.budget, 60.0))
+            save_cache(cache)
+            print(json.dumps(cache["speed"], indent=1))
+        for dataset in args.sets.split(","):
+            if not args.methods:
+                break
+            task = load_task(dataset, args.limit)
+            if task is None:
+                print(f"skipping {dataset}: not found under {DATA}")
+                continue
+            print(f"{dataset}: {len(task.images)} images, region {task.region}, "
+                  f"{len(np.unique(task.labels)) - 1} annotated cells", flush=True)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for method in methods:
+                    k = key(dataset, method, seed, 0 if method == "rf" else args.budget)
+                    if k in cache["runs"] and not args.force:
+                        continue
+                    started = time.perf_counter()
+                    if method == "rf":
+                        result = run_random_forest(task, seed)
+                    else:
+                        result = run_method(
+                            task, "unet" if method == "ceiling" else method, seed, args.budget,
+                            full=method == "ceiling",
+                        )
+                    result["wall_s"] = time.perf_counter() - started
+                    cache["runs"][k] = result
+                    save_cache(cache)
+                    print(f"  seed {seed} {method:>14}: AP50 {result['ap50']:.3f}  mAP "
+                          f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
+                          f"({result['wall_s']:.0f} s)", flush=True)
+    cache["machine"] = {"cpus": os.cpu_count(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    save_cache(cache)
+    write_doc(cache, args.budget)
+    print(table(cache, args.budget))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
