@@ -67,9 +67,15 @@ def test_preview_maps(method, toy_data):
     with torch.no_grad():
         maps = method.preview(x)
     assert maps
-    for value in maps.values():
+    layouts = {"_points": (3,), "_vectors": (2, 2), "_boxes": (4,)}  # engine/events.py
+    for name, value in maps.items():
         assert isinstance(value, np.ndarray)
-        assert value.shape[-2:] == (48, 48)
+        suffix = next((s for s in layouts if name.endswith(s)), None)
+        if suffix is None:
+            assert value.shape[-2:] == (48, 48)
+        else:
+            assert value.ndim == 1 + len(layouts[suffix])
+            assert value.shape[1:] == layouts[suffix]
 
 
 def test_loss_falls_on_toy_task(method, toy_data):

@@ -16,11 +16,12 @@ from .base import Batch, Method, MethodConfig, StepOutput
 from .co_training import CoTraining
 from .confkd import ConfKD
 from .mean_teacher_bcp import MeanTeacherBCP
+from .ppn_auxnet import PPNAuxNet
 from .supervised import SupervisedUNet
 
 #: Method name -> class.
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (SupervisedUNet, MeanTeacherBCP, ConfKD, CoTraining)
+    cls.name: cls for cls in (SupervisedUNet, MeanTeacherBCP, ConfKD, CoTraining, PPNAuxNet)
 }
 
 

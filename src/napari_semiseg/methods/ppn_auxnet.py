@@ -1,0 +1,514 @@
+"""PPN-auxnet: instances from position proposals, regularised by a small auxiliary net.
+
+METHODS.md section 6 (the "W-LOI Net" seed note). The main model, a U-Net with
+a Position Proposal Network head and a full-resolution dynamic mask head fed
+with coordinates relative to each proposal and a Gaussian size prior, predicts
+one soft mask per cell; its semantic output is the maximum over the instance
+logits. A small dilated network of a different architecture predicts
+foreground and borders. On unknown pixels each network learns from the other
+(aux -> main by a confidence-weighted BCE through the max-over-instances
+semantics, main -> aux by the linear soft-label loss S7, borders by the Sobel
+filter of the instance masks), and agreement and overlap penalties keep the
+instances from over-segmenting.
+
+Both networks step every iteration: ``parameters_to_optimize`` returns two
+parameter groups with their own learning rate. The parameters are disjoint and
+every cross-network target is detached, so the engine's single AdamW over the
+summed loss is exactly two AdamW optimisers on their own losses (only
+gradient-norm clipping, when on, is computed over both together).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.annotations import BORDER, IGNORE, INTERIOR
+from ..inference.ppn_instances import TileProposals, segment_from_proposals
+from ..inference.proposals import (
+    Proposals,
+    find_proposals,
+    merge_close,
+    paste_windows,
+    window_coordinates,
+)
+from ..inference.proposals import window_radius as _window_radius
+from ..losses import binary_cross_entropy, linear_soft_loss
+from ..losses.mutual import agreement_loss, confident_bce, inner_border, overlap_loss
+from ..losses.ppn import balanced_bce, instance_centroids, offset_loss, ppn_targets
+from ..models import UNetConfig
+from ..models.aux_heads import AuxNet
+from ..models.ppn import PPNNet, PPNOutput
+from .base import Batch, Method, MethodConfig, StepOutput
+
+#: Cell radius assumed before any annotated cell has been seen.
+DEFAULT_RADIUS = 8.0
+#: Semantic logit of pixels no proposal window reaches.
+_FLOOR = -4.0
+
+
+def _meta(lo: float, hi: float, step: float, text: str) -> dict[str, Any]:
+    return {"min": lo, "max": hi, "step": step, "help": text}
+
+
+@dataclass(frozen=True)
+class PPNAuxConfig(MethodConfig):
+    """Hyper-parameters of PPN-auxnet (defaults from METHODS.md section 6 unless noted)."""
+
+    cell_diameter: float = field(
+        default=0.0, metadata=_meta(0, 500, 1, "typical cell diameter in px (0 = from the labels)")
+    )
+    stride: int = field(default=4, metadata=_meta(1, 16, 1, "grid stride of the PPN (power of 2)"))
+    score_threshold: float = field(
+        default=0.5, metadata=_meta(0.05, 0.95, 0.05, "position score of a proposal")
+    )
+    merge_distance: float = field(
+        default=0.5, metadata=_meta(0, 2, 0.05, "merge proposals closer than this (cell radii)")
+    )
+    max_proposals: int = field(
+        default=96, metadata=_meta(1, 1000, 1, "proposals per training patch (cost cap)")
+    )
+    jitter: float = field(
+        default=0.1, metadata=_meta(0, 1, 0.05, "jitter of annotated centres (cell radii)")
+    )
+    window_sigmas: float = field(
+        default=3.0, metadata=_meta(1, 6, 0.5, "mask window half-width in prior sigmas")
+    )
+    prior_strength: float = field(
+        default=1.0, metadata=_meta(0, 10, 0.1, "kappa of the Gaussian size prior")
+    )
+    offset_weight: float = field(default=1.0, metadata=_meta(0, 10, 0.1, "offset regression"))
+    transfer_weight: float = field(
+        default=1.0, metadata=_meta(0, 10, 0.1, "mutual transfer on unknown pixels")
+    )
+    transfer_rampup: float = field(
+        default=0.2, metadata=_meta(0, 1, 0.05, "fraction of training to ramp the transfer up")
+    )
+    agreement_weight: float = field(
+        default=0.5, metadata=_meta(0, 10, 0.1, "sum of instances = semantics")
+    )
+    overlap_weight: float = field(default=1.0, metadata=_meta(0, 10, 0.1, "overlap penalty"))
+    border_weight: float = field(default=0.5, metadata=_meta(0, 10, 0.1, "Sobel border transfer"))
+    confidence_gamma: float = field(
+        default=1.0, metadata=_meta(0, 4, 0.5, "exponent of the confidence weight |2q-1|")
+    )
+    aux_channels: int = field(
+        default=0, metadata=_meta(0, 64, 4, "auxiliary-net width (0 = backbone width, max 16)")
+    )
+    unlabelled_patches: int = field(
+        default=2, metadata=_meta(0, 64, 1, "unlabelled patches used per step (cost cap)")
+    )
+    main_lr: float = field(
+        default=0.0, metadata=_meta(0, 0.1, 1e-4, "main-model lr (0 = the training lr)")
+    )
+    aux_lr: float = field(default=1e-3, metadata=_meta(1e-5, 0.1, 1e-4, "auxiliary-net lr"))
+
+
+class PPNAuxNet(Method):
+    """Position proposals + dynamic instance masks, co-trained with a small auxiliary net."""
+
+    name = "ppn-auxnet"
+    label = "PPN + auxiliary net (instances)"
+    description = (
+        "Predicts cell centres (Position Proposal Network) and one mask per cell from "
+        "coordinates relative to it, with a size prior; a small second network of another "
+        "architecture exchanges foreground and borders with it on unlabelled pixels. "
+        "Separates touching cells without watershed."
+    )
+    Config = PPNAuxConfig
+    uses_unlabelled = True
+
+    def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
+        super().__init__(config, model_config, in_channels, device)
+        self.main = PPNNet(in_channels, model_config, stride=config.stride)
+        width = config.aux_channels or min(model_config.base_channels, 16)
+        self.aux = AuxNet(in_channels, width)
+
+    # -- geometry ------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        """The main (PPN) model and the auxiliary net."""
+        return {"main": self.main, "aux": self.aux}
+
+    def parameters_to_optimize(self) -> list[dict[str, Any]]:
+        """Two parameter groups, one per network, each with its own learning rate."""
+        main: dict[str, Any] = {"params": [p for p in self.main.parameters() if p.requires_grad]}
+        if self.config.main_lr > 0:
+            main["lr"] = self.config.main_lr
+        aux = {"params": [p for p in self.aux.parameters() if p.requires_grad]}
+        return [main, {**aux, "lr": self.config.aux_lr}]
+
+    def cell_radius(self, median_area: float = 0.0) -> float:
+        """Typical cell radius r in pixels: configured, learnt, given, or a default.
+
+        Parameters
+        ----------
+        median_area : float
+            Fallback median cell area when neither the configuration nor
+            training gave one.
+
+        Returns
+        -------
+        float
+        """
+        if self.config.cell_diameter > 0:
+            return self.config.cell_diameter / 2.0
+        area = float(self.main.cell_area) or median_area
+        return math.sqrt(area / math.pi) if area > 0 else DEFAULT_RADIUS
+
+    def _window(self, radius: float) -> tuple[float, int]:
+        sigma = radius  # METHODS.md: sigma = r = sqrt(A_med / pi)
+        return sigma, _window_radius(sigma, self.config.window_sigmas)
+
+    @torch.no_grad()
+    def _update_area(self, areas: torch.Tensor) -> None:
+        """Running estimate of the median area of complete annotated cells."""
+        if areas.numel() == 0:
+            return
+        median = areas.float().median()
+        if float(self.main.cell_area) <= 0:
+            self.main.cell_area.copy_(median)
+        else:
+            self.main.cell_area.mul_(0.95).add_(0.05 * median)
+
+    # -- training --------------------------------------------------------------------
+    def _training_proposals(
+        self, out: PPNOutput, labels: torch.Tensor, cells: list, radius: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Annotated centres (jittered) plus predicted proposals away from annotated cells."""
+        config, h, w = self.config, labels.shape[-2], labels.shape[-1]
+        index, centres, match = [], [], []
+        for i, c in enumerate(cells):
+            order = torch.randperm(len(c.ids), device=labels.device)[: config.max_proposals]
+            gt = c.centres[order] + config.jitter * radius * torch.randn_like(c.centres[order])
+            found = find_proposals(
+                out.score[i], out.offsets[i], config.stride, config.score_threshold,
+                config.merge_distance * radius, config.max_proposals,
+            )  # fmt: skip
+            pred = self._free_proposals(found, labels[i], c.centres, radius, (h, w))
+            pred = pred[: config.max_proposals - len(order)]
+            index.append(torch.full((len(gt) + len(pred),), i, dtype=torch.long))
+            centres += [gt, pred]
+            match += [c.ids[order], torch.zeros(len(pred), dtype=torch.long, device=labels.device)]
+        return torch.cat(index).to(labels.device), torch.cat(centres), torch.cat(match)
+
+    def _free_proposals(
+        self, found: Proposals, labels: torch.Tensor, gt: torch.Tensor, radius: float, shape
+    ) -> torch.Tensor:
+        """Predicted centres inside the patch, off annotated cells and away from their centres."""
+        pixel = torch.round(found.centres).long()
+        keep = (pixel[:, 0] >= 0) & (pixel[:, 0] < shape[0])
+        keep &= (pixel[:, 1] >= 0) & (pixel[:, 1] < shape[1])
+        pixel = pixel.clamp(min=0)
+        pixel[:, 0] = pixel[:, 0].clamp(max=shape[0] - 1)
+        pixel[:, 1] = pixel[:, 1].clamp(max=shape[1] - 1)
+        keep &= labels[pixel[:, 0], pixel[:, 1]] == 0
+        if len(gt) and len(found):
+            keep &= (
+                torch.cdist(found.centres, gt).min(1).values >= self.config.merge_distance * radius
+            )
+        return found.centres[keep]
+
+    def _masks(self, out: PPNOutput, index: torch.Tensor, centres: torch.Tensor, radius: float):
+        sigma, r_window = self._window(radius)
+        _, ys, xs = window_coordinates(centres, r_window)
+        logits = self.main.instance_logits(
+            out, index, centres, ys, xs, radius, sigma, self.config.prior_strength
+        )
+        return logits, ys, xs
+
+    def training_step(self, batch: Batch, step: int) -> StepOutput:
+        """Main and auxiliary losses on labelled and unlabelled patches (summed)."""
+        config = self.config
+        keys = ("image", "labels", "known", "target")
+        n_extra = config.unlabelled_patches
+        if "unlabelled_image" in batch and n_extra > 0:
+            image, labels, known, target = (
+                torch.cat([batch[k], batch["unlabelled_" + k][:n_extra]]) for k in keys
+            )
+        else:
+            image, labels, known, target = (batch[k] for k in keys)
+        shape = tuple(labels.shape)
+        cells = [instance_centroids(lab) for lab in labels]
+        n_labelled = batch["image"].shape[0]
+        self._update_area(torch.cat([c.areas[~c.cut] for c in cells[:n_labelled]]))
+        radius = self.cell_radius()
+
+        out = self.main(image)
+        grid = tuple(out.score.shape[-2:])
+        targets = ppn_targets(
+            labels, known, grid, config.stride, max(config.stride, 0.3 * radius), cells
+        )
+        l_score = balanced_bce(out.score, targets.score, targets.valid)
+        l_offset = offset_loss(out.offsets, targets)
+
+        index, centres, match = self._training_proposals(out, labels, cells, radius)
+        z, ys, xs = self._masks(out, index, centres, radius)
+        m = torch.sigmoid(z)
+        l_mask, l_dice = self._mask_losses(z, m, index, ys, xs, labels, known, match)
+
+        z_sem = paste_windows(z, index, ys, xs, shape, "amax", _FLOOR)
+        s = torch.sigmoid(z_sem)
+        mask_sum = paste_windows(m, index, ys, xs, shape, "sum")
+        mask_sq = paste_windows(m * m, index, ys, xs, shape, "sum")
+        border_main = paste_windows(inner_border(m), index, ys, xs, shape, "amax", 0.0)
+        covered = paste_windows(torch.ones_like(m), index, ys, xs, shape, "amax", 0.0)
+
+        aux = self.aux(image).float()
+        a, b_a = torch.sigmoid(aux[:, 0]), torch.sigmoid(aux[:, 1])
+        k_mask = (target != IGNORE).float()
+        u_mask = 1.0 - k_mask
+        fg = ((target == INTERIOR) | (target == BORDER)).float()
+        border_gt = (target == BORDER).float()
+        ramp = config.transfer_weight * _rampup(self.progress, config.transfer_rampup)
+
+        l_sem = binary_cross_entropy(s, fg, k_mask)
+        l_a2m = confident_bce(s, a.detach(), u_mask * covered, config.confidence_gamma)
+        semantic = torch.where(k_mask > 0, fg, a.detach())
+        l_agr = agreement_loss(mask_sum, semantic)
+        l_ovl = overlap_loss(mask_sum, mask_sq)
+        l_aux = binary_cross_entropy(a, fg, k_mask) + binary_cross_entropy(b_a, border_gt, k_mask)
+        # main -> aux only where the main model has an opinion (inside a proposal window)
+        transfer = u_mask * covered
+        l_m2a = linear_soft_loss(a, s.detach(), transfer, config.confidence_gamma)
+        l_border = linear_soft_loss(b_a, border_main.detach(), transfer, config.confidence_gamma)
+
+        main_loss = (
+            l_score + config.offset_weight * l_offset + l_sem + l_mask + l_dice
+            + ramp * l_a2m + config.agreement_weight * l_agr + config.overlap_weight * l_ovl
+        )  # fmt: skip
+        aux_loss = l_aux + ramp * (l_m2a + config.border_weight * l_border)
+        self._remember(image, index, centres, s, a)
+        terms = {
+            "main": main_loss, "aux": aux_loss, "score": l_score, "offset": l_offset,
+            "semantic": l_sem, "mask": l_mask, "dice": l_dice, "aux_to_main": l_a2m,
+            "main_to_aux": l_m2a, "border": l_border, "agreement": l_agr, "overlap": l_ovl,
+        }  # fmt: skip
+        logged = {k: float(v.detach()) for k, v in terms.items()}
+        logged["proposals"] = float(len(index)) / shape[0]
+        return StepOutput(main_loss + aux_loss, logged)
+
+    @staticmethod
+    def _mask_losses(z, m, index, ys, xs, labels, known, match):
+        """Per-proposal BCE on known window pixels and Dice for matched proposals."""
+        h, w = labels.shape[-2:]
+        if len(index) == 0:
+            zero = z.sum() * 0.0
+            return zero, zero
+        rows, cols = ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
+        inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+        idx = index.view(-1, 1, 1)
+        weight = known[idx, rows, cols].float() * inside
+        target = (labels[idx, rows, cols] == match.view(-1, 1, 1)) & (match.view(-1, 1, 1) > 0)
+        target = target.float()
+        bce = F.binary_cross_entropy_with_logits(z.float(), target, reduction="none")
+        l_bce = (bce * weight).sum() / (weight.sum() + 1e-8)
+        matched = match > 0
+        if not bool(matched.any()):
+            return l_bce, z.sum() * 0.0
+        wm, mm, tm = weight[matched], m[matched].float(), target[matched]
+        inter = (wm * mm * tm).sum((1, 2))
+        denom = (wm * mm).sum((1, 2)) + (wm * tm).sum((1, 2))
+        return l_bce, (1.0 - (2.0 * inter + 1.0) / (denom + 1.0)).mean()
+
+    def _remember(self, image, index, centres, s, a) -> None:
+        first = index == 0
+        points = centres[first].detach().cpu().numpy()
+        self.batch_previews = {
+            "sample_proposals_points": np.concatenate(
+                [points, np.ones((len(points), 1))], axis=1
+            ).astype(np.float32),
+            "sample_semantic": s[0].detach().float().cpu().numpy(),
+            "sample_aux_foreground": a[0].detach().float().cpu().numpy(),
+        }
+
+    # -- inference --------------------------------------------------------------------------
+    def _proposals(self, out: PPNOutput, i: int, shape, radius: float, limit: int) -> Proposals:
+        found = find_proposals(
+            out.score[i], out.offsets[i], self.config.stride, self.config.score_threshold,
+            max_proposals=limit,
+        )  # fmt: skip
+        pixel = torch.round(found.centres)
+        inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < shape[0])
+        inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < shape[1])
+        return Proposals(found.centres[inside], found.scores[inside], found.anchors[inside])
+
+    @torch.no_grad()
+    def _infer(self, x: torch.Tensor, limit: int = 4096) -> dict[str, Any]:
+        """Forward pass, proposals (merged) and pasted maps for a batch ``(B, C, Y, X)``."""
+        shape = (x.shape[0], x.shape[-2], x.shape[-1])
+        radius = self.cell_radius()
+        out = self.main(x)
+        found = []
+        for i in range(shape[0]):
+            p = self._proposals(out, i, shape[1:], radius, limit)
+            keep = torch.from_numpy(_merge(p, self.config.merge_distance * radius)).to(
+                p.scores.device
+            )
+            found.append(Proposals(p.centres[keep], p.scores[keep], p.anchors[keep]))
+        index = torch.cat(
+            [torch.full((len(p),), i, dtype=torch.long) for i, p in enumerate(found)]
+        ).to(x.device)
+        centres = torch.cat([p.centres for p in found])
+        z, ys, xs = self._masks(out, index, centres, radius)
+        m = torch.sigmoid(z)
+        z_sem = paste_windows(z, index, ys, xs, shape, "amax", _FLOOR)
+        mask_sum = paste_windows(m, index, ys, xs, shape, "sum")
+        mask_max = paste_windows(m, index, ys, xs, shape, "amax", 0.0)
+        border = paste_windows(inner_border(m), index, ys, xs, shape, "amax", 0.0)
+        return {
+            "out": out, "found": found, "z": z, "index": index, "centres": centres,
+            "z_sem": z_sem, "border": border, "overlap": mask_sum - mask_max,
+        }  # fmt: skip
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Three-class logits (background, interior, border) ``(B, 3, Y, X)``.
+
+        The foreground is the max-over-instances semantics; the border is the
+        stronger of the soft Sobel border of the instance masks and the hard
+        border between the argmax instances.
+        """
+        maps = self._infer(x)
+        s = torch.sigmoid(maps["z_sem"])
+        labels = self._argmax_labels(maps, tuple(s.shape))
+        hard = _label_borders(labels)
+        border = torch.maximum(maps["border"], hard)
+        probs = torch.stack([1.0 - s, s * (1.0 - border), s * border], dim=1)
+        return torch.log(probs.clamp_min(1e-6))
+
+    @staticmethod
+    def _argmax_labels(maps: dict[str, Any], shape: tuple[int, int, int]) -> torch.Tensor:
+        """Instance ids ``(B, Y, X)``: ``k + 1`` for the proposal of highest logit, 0 = none."""
+        z, index = maps["z"], maps["index"]
+        if len(index) == 0:
+            return torch.zeros(shape, dtype=torch.long, device=maps["z_sem"].device)
+        _, ys, xs = window_coordinates(maps["centres"], z.shape[-1] // 2)
+        h, w = shape[1:]
+        rows, cols = ys.clamp(0, h - 1)[:, :, None], xs.clamp(0, w - 1)[:, None, :]
+        best = maps["z_sem"][index.view(-1, 1, 1), rows, cols]
+        ids = torch.arange(1, len(index) + 1, device=z.device, dtype=z.dtype).view(-1, 1, 1)
+        winners = torch.where((z >= best) & (z > 0), ids.expand_as(z), torch.zeros_like(z))
+        return paste_windows(winners, index, ys, xs, shape, "amax", 0.0).long()
+
+    @torch.no_grad()
+    def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """Probabilities, instances, proposals, offsets, score, aux maps and overlap for ``x``."""
+        maps = self._infer(x[:1])
+        h, w = x.shape[-2:]
+        s = torch.sigmoid(maps["z_sem"][0])
+        labels = self._argmax_labels(maps, (1, h, w))
+        border = torch.maximum(maps["border"], _label_borders(labels))[0]
+        probs = torch.stack([1.0 - s, s * (1.0 - border), s * border])
+        score = torch.sigmoid(maps["out"].score[0].float())
+        stride = self.config.stride
+        score = score.repeat_interleave(stride, 0).repeat_interleave(stride, 1)[:h, :w]
+        aux = torch.sigmoid(self.aux(x[:1]).float())[0]
+        found = maps["found"][0]
+        points = torch.cat([found.centres, found.scores[:, None]], 1)
+        vectors = torch.stack([found.anchors, found.centres - found.anchors], 1)
+        instances = _relabel(labels[0].cpu().numpy())
+        return {
+            "probabilities": probs.float().cpu().numpy(),
+            "foreground": s.float().cpu().numpy(),
+            "instances": instances,
+            "proposals_points": points.float().cpu().numpy(),
+            "offsets_vectors": vectors.float().cpu().numpy(),
+            "score": score.cpu().numpy(),
+            "aux_foreground": aux[0].cpu().numpy(),
+            "aux_border": aux[1].cpu().numpy(),
+            "border": maps["border"][0].float().cpu().numpy(),
+            "overlap": maps["overlap"][0].float().cpu().numpy(),
+            "disagreement": (s - aux[0]).abs().float().cpu().numpy(),
+        }
+
+    def _propose_tile(self, tile: np.ndarray) -> TileProposals:
+        """All proposals (unmerged) of one tile with their mask-logit windows."""
+        x = torch.from_numpy(tile[None]).to(self.device)
+        radius = self.cell_radius()
+        with torch.no_grad():
+            out = self.main(x)
+            found = self._proposals(out, 0, tile.shape[1:], radius, limit=None)
+            chunks = []
+            for start in range(0, len(found), 256):
+                centres = found.centres[start : start + 256]
+                index = torch.zeros(len(centres), dtype=torch.long, device=x.device)
+                chunks.append(self._masks(out, index, centres, radius)[0].float().cpu())
+        size = 2 * self._window(radius)[1] + 1
+        windows = torch.cat(chunks).numpy() if chunks else np.zeros((0, size, size), np.float32)
+        return TileProposals(
+            found.centres.double().cpu().numpy(), found.scores.float().cpu().numpy(), windows
+        )
+
+    def segment_instances(self, image, median_area, tiling=None, postprocess=None):
+        """Instance masks of a whole image, tile by tile (generator of ``TileDone``).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(C, Y, X)`` float32 normalised image.
+        median_area : float
+            Median annotated cell area (size filter; radius if none was learnt).
+        tiling : TilingConfig, optional
+            Tile size and halo (the halo grows to hold a whole mask window).
+        postprocess : PostprocessConfig, optional
+            ``foreground_threshold``, ``min_size_fraction`` and ``fill_holes``.
+
+        Returns
+        -------
+        Segmentation
+            ``instances`` ``(Y, X)`` int32 and the ``foreground`` map.
+        """
+        from ..inference.postprocess import PostprocessConfig
+        from ..inference.predict import Segmentation, check_channels
+
+        check_channels(self, image)
+        postprocess = postprocess or PostprocessConfig()
+        radius = self.cell_radius(median_area)
+        threshold = float(
+            np.log(postprocess.foreground_threshold / (1 - postprocess.foreground_threshold))
+        )
+        was_training = any(net.training for net in self.networks().values())
+        self.eval()
+        try:
+            instances, foreground = yield from segment_from_proposals(
+                self._propose_tile, image, self._window(radius)[1], self.main.multiple, tiling,
+                self.config.merge_distance * radius, threshold,
+                postprocess.min_size_fraction * median_area, postprocess.fill_holes,
+            )  # fmt: skip
+        finally:
+            self.train(was_training)
+        return Segmentation(instances, {"foreground": foreground})
+
+
+def _rampup(progress: float, length: float) -> float:
+    # imported here: the engine package imports the method registry
+    from ..engine.schedules import sigmoid_rampup
+
+    return sigmoid_rampup(progress, length)
+
+
+def _merge(found: Proposals, distance: float) -> np.ndarray:
+    return merge_close(found.centres.cpu().numpy(), found.scores.cpu().numpy(), distance)
+
+
+def _label_borders(labels: torch.Tensor) -> torch.Tensor:
+    """Pixels ``(B, Y, X)`` of a cell whose 3x3 neighbourhood holds another id (float 0/1)."""
+    x = labels.float()[:, None]
+    high = F.max_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    low = -F.max_pool2d(F.pad(-x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return ((high != low) & (x > 0)).float()[:, 0]
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+
+
+__all__ = ["PPNAuxConfig", "PPNAuxNet"]
