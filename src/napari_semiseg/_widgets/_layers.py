@@ -1,0 +1,308 @@
+"""Layer names (defined once, here) and LayerSync: preview events -> napari layers.
+
+LayerSync keeps the viewer fluid while training sends previews: it keeps only
+the newest data per layer, applies at most one layer update per event-loop turn
+(one update costs 50-120 ms in software OpenGL), at most one update per layer
+every ``min_interval`` seconds, and skips data that did not change. Layers are
+created once and then reused (their data replaced), never duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer
+
+from ..data.layers import PreviewLayer, preview_layers
+from ..engine.events import PreviewUpdated
+
+# -- annotation layers of one image: "<image name> <role>" ---------------------
+CELLS = "cells"
+BACKGROUND = "background"
+REGIONS = "regions"
+PREDICTION = "prediction"
+ROLES = (CELLS, BACKGROUND, REGIONS)
+
+# -- live layers while training ----------------------------------------------
+LIVE_INSTANCES = "live instances"
+LIVE_FOREGROUND = "live foreground probability"
+LIVE_WEIGHT_MAP = "live weight map"
+LIVE_PSEUDO_LABELS = "live pseudo-labels"
+LIVE_CONFIDENCE = "live confidence"
+LIVE_NAMES = {
+    "instances": LIVE_INSTANCES,
+    "foreground": LIVE_FOREGROUND,
+    "weight_map": LIVE_WEIGHT_MAP,
+    "pseudo_labels": LIVE_PSEUDO_LABELS,
+    "confidence": LIVE_CONFIDENCE,
+}
+#: Prefixes of the layers made for other (method-specific) preview arrays.
+LIVE_PREFIX, BATCH_PREFIX = "live ", "batch "
+#: Marker in ``layer.metadata`` of the layers LayerSync owns.
+LIVE_MARKER = "napari_semiseg_live"
+#: Gap in pixels between the previewed image and the batch previews on its right.
+BATCH_GAP = 16
+
+#: Colormap, contrast limits, opacity and initial visibility of known maps.
+_IMAGE_STYLE: dict[str, dict[str, Any]] = {
+    "foreground": {"colormap": "magma", "contrast_limits": (0.0, 1.0), "opacity": 0.6},
+    "confidence": {"colormap": "viridis", "contrast_limits": (0.0, 1.0), "visible": False},
+    "weight_map": {"colormap": "turbo", "visible": False},
+}
+
+
+def annotation_name(image_name: str, role: str) -> str:
+    """Name of the annotation (or prediction) layer of one image."""
+    return f"{image_name} {role}"
+
+
+def image_name_of(layer_name: str) -> str:
+    """The image name in an annotation or prediction layer name (else the name itself)."""
+    for role in (*ROLES, PREDICTION):
+        suffix = f" {role}"
+        if layer_name.endswith(suffix):
+            return layer_name[: -len(suffix)]
+    return layer_name
+
+
+def live_layer_name(key: str, kind: str = "image") -> str:
+    """Name of the layer showing preview array ``key`` of a ``kind`` event."""
+    words = key.replace("_", " ")
+    if kind == "batch":
+        return BATCH_PREFIX + words
+    return LIVE_NAMES.get(key, LIVE_PREFIX + words)
+
+
+def find_layer(viewer: Any, name: str) -> Any | None:
+    """The layer called ``name`` in the viewer, or None."""
+    for layer in viewer.layers:
+        if layer.name == name:
+            return layer
+    return None
+
+
+def viewer_alive(viewer: Any) -> bool:
+    """Whether the viewer still has its window (layers may not be touched after close)."""
+    window = getattr(viewer, "window", None)
+    return window is not None and getattr(window, "_qt_window", None) is not None
+
+
+def image_shape(layer: Any) -> tuple[int, int]:
+    """``(Y, X)`` of an image layer (RGB, multi-channel and multiscale included)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    shape = tuple(data.shape)
+    return (shape[0], shape[1]) if getattr(layer, "rgb", False) else (shape[-2], shape[-1])
+
+
+@dataclass
+class _Update:
+    name: str
+    layer: PreviewLayer
+    translate: tuple[float, float]
+    scale: tuple[float, float]
+    received: float
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(new, list):
+        return (
+            isinstance(old, list)
+            and len(old) == len(new)
+            and all(np.array_equal(a, b) for a, b in zip(old, new, strict=True))
+        )
+    return (
+        isinstance(old, np.ndarray)
+        and old.shape == new.shape
+        and old.dtype == new.dtype
+        and np.array_equal(old, new)
+    )
+
+
+class LayerSync:
+    """Apply preview events to viewer layers, coalesced and throttled.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the layers go.
+    min_interval : float
+        Seconds between two updates of the same layer.
+    images : sequence of napari layers, optional
+        Training image layers by ``image_index`` (for placing the previews).
+    parent : QObject, optional
+        Owner of the timer (the timer dies with it).
+    """
+
+    def __init__(
+        self,
+        viewer: Any,
+        min_interval: float = 1.0,
+        images: Sequence = (),
+        parent: QObject | None = None,
+    ) -> None:
+        self.viewer = viewer
+        self.min_interval = min_interval
+        self.images: list[Any] = list(images)
+        self._pending: dict[str, _Update] = {}
+        self._applied_at: dict[str, float] = {}
+        self._applied_data: dict[str, Any] = {}
+        self._layers: dict[str, Any] = {}
+        self.n_applied = 0
+        self.n_skipped = 0
+        self.closed = False
+        self._timer = QTimer(parent)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer_timeout)
+
+    # -- receiving -------------------------------------------------------------
+    def handle(self, event: Any) -> None:
+        """Queue the layers of a :class:`PreviewUpdated` (other events are ignored)."""
+        if self.closed or not isinstance(event, PreviewUpdated):
+            return
+        translate, scale = self._placement(event)
+        now = time.perf_counter()
+        for layer in preview_layers(event.arrays):
+            name = live_layer_name(layer.key, event.kind)
+            self._pending[name] = _Update(name, layer, translate, scale, now)
+        self._schedule()
+
+    def _placement(self, event: PreviewUpdated) -> tuple[tuple[float, float], tuple[float, float]]:
+        """World translate and scale of the previewed window (or the batch strip)."""
+        image = self.images[event.image_index] if event.image_index < len(self.images) else None
+        if image is None:
+            base, scale = np.zeros(2), np.ones(2)
+        else:
+            base = np.asarray(image.translate, float)[-2:]
+            scale = np.asarray(image.scale, float)[-2:]
+        if event.kind == "batch":
+            width = image_shape(image)[1] if image is not None else 0
+            offset = np.array([0.0, width + BATCH_GAP])
+        else:
+            offset = np.asarray(event.offset, float)
+        translate = base + offset * scale
+        return (float(translate[0]), float(translate[1])), (float(scale[0]), float(scale[1]))
+
+    # -- applying --------------------------------------------------------------
+    def _due_in(self, name: str, now: float) -> float:
+        return self._applied_at.get(name, -np.inf) + self.min_interval - now
+
+    def _schedule(self) -> None:
+        if not self._pending or self._timer.isActive():
+            return
+        now = time.perf_counter()
+        wait = min(self._due_in(name, now) for name in self._pending)
+        self._timer.start(int(max(0.0, wait) * 1000))
+
+    def _on_timer_timeout(self) -> None:
+        if self.closed or not viewer_alive(self.viewer):
+            return
+        now = time.perf_counter()
+        due = [u for u in self._pending.values() if self._due_in(u.name, now) <= 0]
+        if due:
+            update = min(due, key=lambda u: u.received)
+            del self._pending[update.name]
+            self._apply(update)
+        self._schedule()
+
+    def flush(self) -> int:
+        """Apply every pending update now (end of training, tests); returns how many."""
+        self._timer.stop()
+        pending, self._pending = list(self._pending.values()), {}
+        for update in pending:
+            self._apply(update)
+        return len(pending)
+
+    def clear(self) -> None:
+        """Drop pending updates and accept no more (closing)."""
+        self.closed = True
+        self._pending.clear()
+        with contextlib.suppress(RuntimeError):  # the timer may be deleted already
+            self._timer.stop()
+
+    @property
+    def pending(self) -> list[str]:
+        """Names of the layers waiting for an update."""
+        return list(self._pending)
+
+    def layer(self, name: str) -> Any | None:
+        """The live layer of that name, if it is (still) in the viewer."""
+        layer = self._layers.get(name)
+        if layer is not None and layer in self.viewer.layers:
+            return layer
+        for candidate in self.viewer.layers:
+            if candidate.name == name and candidate.metadata.get(LIVE_MARKER):
+                self._layers[name] = candidate
+                return candidate
+        return None
+
+    def _apply(self, update: _Update) -> None:
+        data = update.layer.data
+        layer = self.layer(update.name)
+        self._applied_at[update.name] = time.perf_counter()
+        if layer is not None and _same(self._applied_data.get(update.name), data):
+            self.n_skipped += 1
+            if tuple(layer.translate[-2:]) != update.translate:
+                layer.translate = update.translate
+            return
+        self._applied_data[update.name] = data
+        if layer is None or type(layer).__name__.lower() != update.layer.kind:
+            self._layers[update.name] = self._add(update)
+        else:
+            self._replace(layer, update)
+        self.n_applied += 1
+
+    def _add(self, update: _Update) -> Any:
+        spec, kind = update.layer, update.layer.kind
+        common = {
+            "name": update.name,
+            "translate": update.translate,
+            "scale": update.scale,
+            "metadata": {LIVE_MARKER: True},
+        }
+        adders: dict[str, Callable[[], Any]] = {
+            "labels": lambda: self.viewer.add_labels(spec.data, opacity=0.5, **common),
+            "image": lambda: self.viewer.add_image(
+                spec.data, rgb=spec.rgb, blending="additive", **self._image_style(spec), **common
+            ),
+            "points": lambda: self.viewer.add_points(
+                spec.data, size=spec.sizes, face_color="yellow", border_width=0, **common
+            ),
+            "vectors": lambda: self.viewer.add_vectors(
+                spec.data, edge_color="cyan", edge_width=1, **common
+            ),
+            "shapes": lambda: self.viewer.add_shapes(
+                (spec.data, "rectangle") if spec.data else None,
+                edge_color="orange",
+                face_color="transparent",
+                edge_width=1,
+                **common,
+            ),
+        }
+        return adders[kind]()
+
+    @staticmethod
+    def _image_style(spec: PreviewLayer) -> dict[str, Any]:
+        style = dict(_IMAGE_STYLE.get(spec.key, {}))
+        if spec.rgb:
+            style.pop("colormap", None)
+            style.pop("contrast_limits", None)
+        return style
+
+    def _replace(self, layer: Any, update: _Update) -> None:
+        spec = update.layer
+        layer.translate = update.translate
+        layer.scale = update.scale
+        if spec.kind == "shapes":
+            layer.data = (spec.data, "rectangle") if spec.data else []
+        elif spec.kind == "points":
+            layer.data = spec.data
+            layer.size = spec.sizes
+        else:
+            layer.data = spec.data
+        if spec.kind == "image" and "contrast_limits" not in _IMAGE_STYLE.get(spec.key, {}):
+            layer.reset_contrast_limits()
