@@ -1,0 +1,121 @@
+"""Forms generated from a method's ``Config`` dataclass (magicgui widgets per field).
+
+Adding a method never changes widget code: every field becomes a widget chosen
+from its type, with the field metadata ``min``, ``max``, ``step``, ``help`` and
+``choices`` as options.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import typing
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, LineEdit, Widget, create_widget
+
+from ..errors import SemisegInputError
+
+#: Range given to numbers whose field metadata sets none.
+NUMBER_RANGE = 1e6
+
+
+def float_step(default: float, step: float | None = None) -> float:
+    """Spin-box step for a float field: the metadata's, else a tenth of the default's scale.
+
+    magicgui rounds a float spin box to the decimals of its step, so a default
+    of 1e-3 needs a step of 1e-4 to survive.
+
+    Parameters
+    ----------
+    default : float
+        The field's default value.
+    step : float, optional
+        Step from the field metadata.
+
+    Returns
+    -------
+    float
+    """
+    if step:
+        return float(step)
+    if not default:
+        return 0.01
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1)
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def field_widget(field: dataclasses.Field, annotation: Any) -> Widget:
+    """A magicgui widget for one dataclass field (value = the field default)."""
+    meta = dict(field.metadata)
+    default = field.default
+    if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    common: dict[str, Any] = {"name": field.name, "label": _label(field.name)}
+    options: dict[str, Any] = {"tooltip": meta["help"]} if "help" in meta else {}
+    if "choices" in meta:
+        return ComboBox(value=default, choices=list(meta["choices"]), **common, **options)
+    if annotation in (int, float):
+        low = meta.get("min", 0 if default >= 0 else -NUMBER_RANGE)
+        options.update(min=low, max=meta.get("max", NUMBER_RANGE))
+        if annotation is float:
+            options["step"] = float_step(default, meta.get("step"))
+        elif "step" in meta:
+            options["step"] = meta["step"]
+    try:
+        return create_widget(value=default, annotation=annotation, options=options, **common)
+    except (TypeError, ValueError):
+        # types magicgui has no widget for: edit the Python literal
+        return LineEdit(value=repr(default), tooltip=options.get("tooltip"), **common)
+
+
+def method_form(config_class: type) -> Container:
+    """A container with one widget per field of a method ``Config`` dataclass.
+
+    Parameters
+    ----------
+    config_class : type
+        A frozen dataclass (subclass of ``MethodConfig``).
+
+    Returns
+    -------
+    magicgui.widgets.Container
+    """
+    hints = typing.get_type_hints(config_class)
+    widgets = [field_widget(f, hints.get(f.name, str)) for f in dataclasses.fields(config_class)]
+    return Container(widgets=widgets, labels=True)
+
+
+def form_values(form: Container, config_class: type) -> dict[str, Any]:
+    """Field values from a form made by :func:`method_form`.
+
+    Parameters
+    ----------
+    form : magicgui.widgets.Container
+        The form.
+    config_class : type
+        The dataclass it was made for.
+
+    Returns
+    -------
+    dict
+        Field name to value (line edits are parsed as Python literals).
+    """
+    values = {}
+    for field in dataclasses.fields(config_class):
+        widget = form[field.name]
+        value = widget.value
+        if isinstance(widget, LineEdit) and not isinstance(field.default, str):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError) as exc:
+                raise SemisegInputError(
+                    f"{_label(field.name)}: {value!r} is not a valid value",
+                    "type a Python literal such as 0.5, (1, 2) or 'text'",
+                ) from exc
+        values[field.name] = value
+    return values

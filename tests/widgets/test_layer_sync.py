@@ -1,0 +1,129 @@
+"""LayerSync turns preview events into reused, throttled layer updates."""
+
+import numpy as np
+import pytest
+
+from napari_semiseg.engine.events import PreviewUpdated, StepFinished
+
+pytestmark = pytest.mark.qt
+
+
+def _event(step, kind="image", offset=(0, 0), **arrays):
+    return PreviewUpdated(step, kind, arrays, 0, offset)
+
+
+def test_preview_arrays_become_layers_at_the_window_offset(viewer):
+    from napari_semiseg._widgets._layers import (
+        LIVE_FOREGROUND,
+        LIVE_INSTANCES,
+        LayerSync,
+        live_layer_name,
+    )
+
+    image = viewer.add_image(np.zeros((100, 120)), translate=(10, 20), scale=(2, 2))
+    sync = LayerSync(viewer, min_interval=0, images=[image])
+    instances = np.zeros((40, 50), np.int32)
+    instances[5:9, 5:9] = 1
+    sync.handle(
+        _event(
+            1,
+            offset=(30, 40),
+            instances=instances,
+            foreground=np.full((40, 50), 0.5, np.float32),
+            probabilities=np.zeros((3, 40, 50), np.float32),
+            seeds_points=np.array([[1.0, 2.0, 0.5], [3.0, 4.0, 1.0]]),
+            offsets_vectors=np.zeros((3, 2, 2)),
+            crops_boxes=np.array([[0.0, 0.0, 5.0, 5.0]]),
+        )
+    )
+    sync.handle(StepFinished(1, 2, {"loss": 1.0}, 0.1, 0.1, 1.0, 1.0, 0.5))  # ignored
+    assert sync.flush() == 5
+    labels = viewer.layers[LIVE_INSTANCES]
+    assert labels.__class__.__name__ == "Labels"
+    np.testing.assert_array_equal(labels.data, instances)
+    # image translate + offset * scale, image scale
+    np.testing.assert_allclose(labels.translate, (10 + 60, 20 + 80))
+    np.testing.assert_allclose(labels.scale, (2, 2))
+    assert viewer.layers[LIVE_FOREGROUND].__class__.__name__ == "Image"
+    assert tuple(viewer.layers[LIVE_FOREGROUND].contrast_limits) == (0.0, 1.0)
+    kinds = {
+        live_layer_name("seeds_points"): "Points",
+        live_layer_name("offsets_vectors"): "Vectors",
+        live_layer_name("crops_boxes"): "Shapes",
+    }
+    for name, kind in kinds.items():
+        assert viewer.layers[name].__class__.__name__ == kind
+    assert len(viewer.layers[live_layer_name("seeds_points")].data) == 2
+    assert "live probabilities" not in viewer.layers  # repeats the foreground map
+
+
+def test_layers_are_reused_and_unchanged_data_skipped(viewer):
+    from napari_semiseg._widgets._layers import LIVE_INSTANCES, LayerSync
+
+    sync = LayerSync(viewer, min_interval=0)
+    first = np.zeros((20, 20), np.int32)
+    sync.handle(_event(1, instances=first))
+    sync.flush()
+    layer = viewer.layers[LIVE_INSTANCES]
+    second = first.copy()
+    second[2:5, 2:5] = 3
+    sync.handle(_event(2, instances=second, boxes_boxes=np.zeros((0, 4))))
+    sync.flush()
+    assert viewer.layers[LIVE_INSTANCES] is layer
+    np.testing.assert_array_equal(layer.data, second)
+    applied = sync.n_applied
+    sync.handle(_event(3, instances=second.copy()))
+    sync.flush()
+    assert sync.n_applied == applied
+    assert sync.n_skipped == 1
+    names = [lay.name for lay in viewer.layers]
+    assert len(names) == len(set(names)) == 2
+    # a user layer of the same name is never taken over
+    viewer.layers.remove(layer)
+    viewer.add_labels(np.zeros((20, 20), np.int32), name=LIVE_INSTANCES)
+    sync.handle(_event(4, instances=second))
+    sync.flush()
+    assert viewer.layers[LIVE_INSTANCES].metadata == {}
+    assert f"{LIVE_INSTANCES} [1]" in viewer.layers
+
+
+def test_updates_are_coalesced_and_spread_over_event_loop_turns(viewer, qtbot):
+    from napari_semiseg._widgets._layers import LIVE_FOREGROUND, LIVE_INSTANCES, LayerSync
+
+    sync = LayerSync(viewer, min_interval=0.2)
+    for step in range(1, 6):  # five previews arrive before the GUI gets a turn
+        sync.handle(
+            _event(
+                step,
+                instances=np.full((16, 16), step, np.int32),
+                foreground=np.full((16, 16), step / 10, np.float32),
+            )
+        )
+    assert sorted(sync.pending) == sorted([LIVE_INSTANCES, LIVE_FOREGROUND])
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert sync.n_applied == 2  # only the newest data of each layer was applied
+    assert viewer.layers[LIVE_INSTANCES].data.max() == 5
+    # a second update of the same layer waits for min_interval
+    sync.handle(_event(6, instances=np.full((16, 16), 6, np.int32)))
+    assert sync.pending == [LIVE_INSTANCES]
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert viewer.layers[LIVE_INSTANCES].data.max() == 6
+
+
+def test_batch_previews_go_right_of_the_image(viewer):
+    from napari_semiseg._widgets._layers import BATCH_GAP, LayerSync, live_layer_name
+
+    image = viewer.add_image(np.zeros((64, 80)))
+    sync = LayerSync(viewer, min_interval=0, images=[image])
+    sync.handle(
+        _event(
+            1,
+            kind="batch",
+            sample_image=np.zeros((1, 32, 32), np.float32),
+            sample_target=np.zeros((32, 32), np.uint8),
+        )
+    )
+    sync.flush()
+    layer = viewer.layers[live_layer_name("sample_image", "batch")]
+    np.testing.assert_allclose(layer.translate, (0, 80 + BATCH_GAP))
+    assert layer.data.shape == (32, 32)

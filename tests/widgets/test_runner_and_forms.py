@@ -1,0 +1,137 @@
+"""Runners (threaded and synchronous) and the dataclass-generated method forms."""
+
+import dataclasses
+
+import pytest
+
+from napari_semiseg.errors import SemisegInputError
+
+pytestmark = pytest.mark.qt
+
+
+def _counting(n, fail=None):
+    yield from range(n)
+    if fail is not None:
+        raise fail
+    return "done"
+
+
+def _recorder():
+    log = []
+    callbacks = {
+        "on_yielded": lambda v: log.append(("yielded", v)),
+        "on_returned": lambda v: log.append(("returned", v)),
+        "on_errored": lambda e: log.append(("errored", e)),
+        "on_finished": lambda: log.append(("finished", None)),
+    }
+    return log, callbacks
+
+
+def test_sync_runner_reports_in_order_and_pauses_at_a_yield():
+    from napari_semiseg._widgets._runner import SyncRunner
+
+    log, callbacks = _recorder()
+    job = SyncRunner().start(_counting, 3, **callbacks)
+    assert log == [
+        ("yielded", 0),
+        ("yielded", 1),
+        ("yielded", 2),
+        ("returned", "done"),
+        ("finished", None),
+    ]
+    assert not job.is_running
+
+    log, callbacks = _recorder()
+    jobs = []
+    callbacks["on_yielded"] = lambda v: (log.append(v), v == 1 and jobs[0].pause())
+    job = SyncRunner().start(_counting, 4, on_started=jobs.append, **callbacks)
+    assert log == [0, 1]
+    assert job.is_paused
+    job.resume()
+    assert log == [0, 1, 2, 3, ("returned", "done"), ("finished", None)]
+
+    log, callbacks = _recorder()
+    callbacks["on_yielded"] = lambda v: jobs[-1].quit()
+    SyncRunner().start(_counting, 4, on_started=jobs.append, **callbacks)
+    assert log == [("finished", None)]  # quitting drops the result
+
+
+def test_runtime_errors_are_reported_not_swallowed(qtbot):
+    """superqt drops RuntimeErrors silently; the runner must not."""
+    from napari_semiseg._widgets._runner import JobFailed, SyncRunner, ThreadRunner
+
+    log, callbacks = _recorder()
+    SyncRunner().start(_counting, 1, RuntimeError("training diverged"), **callbacks)
+    kind, error = log[-2]
+    assert kind == "errored"
+    assert isinstance(error, JobFailed)
+    assert str(error) == "training diverged"
+
+    log, callbacks = _recorder()
+    jobs = []
+    ThreadRunner(torch_threads=1).start(
+        _counting, 2, RuntimeError("CUDA out of memory"), on_started=jobs.append, **callbacks
+    )
+    qtbot.waitUntil(lambda: not jobs[0].is_running, timeout=5000)
+    assert [k for k, _ in log] == ["yielded", "yielded", "errored", "finished"]
+    assert str(log[2][1]) == "CUDA out of memory"
+
+    log, callbacks = _recorder()
+    SyncRunner().start(_counting, 0, SemisegInputError("bad image", "fix it"), **callbacks)
+    assert isinstance(log[0][1], SemisegInputError)
+
+
+def test_thread_runner_restores_torch_threads(qtbot):
+    import torch
+
+    from napari_semiseg._widgets._runner import ThreadRunner
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def job():
+        seen.append(torch.get_num_threads())
+        yield 1
+
+    _log, callbacks = _recorder()
+    jobs = []
+    ThreadRunner(torch_threads=1).start(job, on_started=jobs.append, **callbacks)
+    qtbot.waitUntil(lambda: not jobs[0].is_running, timeout=5000)
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    lr: float = 1e-3
+    weight: float = dataclasses.field(default=0.5, metadata={"min": 0.0, "max": 2.0, "step": 0.05})
+    mode: str = dataclasses.field(default="soft", metadata={"choices": ("soft", "hard")})
+    size: int = dataclasses.field(default=8, metadata={"help": "crop size"})
+    flag: bool = True
+    window: tuple = (3, 5)
+
+
+def test_method_form_keeps_small_floats_and_parses_values(qtbot):
+    from magicgui.widgets import ComboBox, LineEdit
+
+    from napari_semiseg._widgets._forms import float_step, form_values, method_form
+
+    assert float_step(1e-3) == pytest.approx(1e-4)
+    assert float_step(0.5) == pytest.approx(0.01)
+    assert float_step(0.0) == 0.01
+    assert float_step(1.0, 0.25) == 0.25
+    form = method_form(_Config)
+    assert [w.name for w in form] == ["lr", "weight", "mode", "size", "flag", "window"]
+    assert isinstance(form["mode"], ComboBox)
+    assert isinstance(form["window"], LineEdit)
+    assert form["weight"].max == 2.0
+    assert form["size"].tooltip == "crop size"
+    assert form_values(form, _Config) == dataclasses.asdict(_Config())
+    form["lr"].value = 2e-4
+    form["window"].value = "(1, 2)"
+    values = form_values(form, _Config)
+    assert values["lr"] == pytest.approx(2e-4)
+    assert values["window"] == (1, 2)
+    form["window"].value = "(1,"
+    with pytest.raises(SemisegInputError, match="window"):
+        form_values(form, _Config)
