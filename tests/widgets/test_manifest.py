@@ -18,6 +18,7 @@ def test_manifest_is_valid_and_symlinked():
     manifest = PluginManifest.from_file(link)
     manifest.validate_imports()
     contributions = manifest.contributions
+    assert [w.display_name for w in contributions.widgets] == ["Semi-supervised segmentation"]
     assert contributions.sample_data[0].key == "nuclei"
     writer = contributions.writers[0]
     assert writer.layer_types == ["labels"]

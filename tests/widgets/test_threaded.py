@@ -1,0 +1,52 @@
+"""End to end on worker threads: sample -> train -> live layers -> predict -> TIFF."""
+
+import numpy as np
+import pytest
+import tifffile
+
+pytestmark = pytest.mark.qt
+
+
+def test_sample_to_tiff_on_worker_threads(sample_viewer, make_widget, qtbot, tmp_path):
+    from napari_semiseg._widgets._layers import LIVE_FOREGROUND, LIVE_INSTANCES, LIVE_WEIGHT_MAP
+    from napari_semiseg._widgets._runner import ThreadRunner
+
+    viewer = sample_viewer
+    widget = make_widget(viewer, runner=ThreadRunner(torch_threads=1))
+    widget.train.config_overrides["steps"] = 3
+    assert widget.train.start()
+    assert widget.session.busy
+    qtbot.waitUntil(lambda: not widget.session.busy, timeout=60_000)
+    assert widget.train.last_result.steps == 3
+    # live layers arrive through the throttled LayerSync timer
+    live = (LIVE_INSTANCES, LIVE_FOREGROUND, LIVE_WEIGHT_MAP)
+    qtbot.waitUntil(lambda: all(name in viewer.layers for name in live), timeout=20_000)
+
+    widget.predict.image.setCurrentText("nuclei_c")
+    widget.predict._on_predict_clicked()
+    qtbot.waitUntil(lambda: "nuclei_c prediction" in viewer.layers, timeout=60_000)
+    assert not widget.session.busy
+    prediction = viewer.layers["nuclei_c prediction"]
+    assert prediction.data.shape == viewer.layers["nuclei_c"].data.shape
+
+    widget.export.folder.value = tmp_path
+    widget.export.layer.setCurrentText("nuclei_c prediction")
+    widget.export._on_export_clicked()
+    back = tifffile.imread(tmp_path / "nuclei_c.tif")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, prediction.data)
+
+
+def test_closing_the_viewer_stops_the_worker(sample_viewer, make_widget, qtbot):
+    from napari_semiseg._widgets._runner import ThreadRunner
+
+    widget = make_widget(sample_viewer, runner=ThreadRunner(torch_threads=1))
+    widget.train.config_overrides.update(steps=100_000, preview_every=0.5)
+    session = widget.session
+    widget.train.start()
+    job = session.job
+    qtbot.waitUntil(lambda: len(widget.train.plot.steps) > 0, timeout=30_000)
+    sample_viewer.close()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=30_000)
+    qtbot.waitUntil(lambda: session.closed, timeout=5_000)
+    assert session.model is None
