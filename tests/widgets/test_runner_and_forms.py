@@ -135,3 +135,14 @@ def test_method_form_keeps_small_floats_and_parses_values(qtbot):
     form["window"].value = "(1,"
     with pytest.raises(SemisegInputError, match="window"):
         form_values(form, _Config)
+
+
+def test_every_registered_method_gets_a_form_with_its_defaults(qtbot):
+    """Methods added to the registry need no widget change."""
+    from napari_semiseg._widgets._forms import form_values, method_form
+    from napari_semiseg.methods import METHODS
+
+    for cls in METHODS.values():
+        form = method_form(cls.Config)
+        assert [w.name for w in form] == [f.name for f in dataclasses.fields(cls.Config)]
+        assert form_values(form, cls.Config) == cls.Config().to_dict()

@@ -87,7 +87,12 @@ def method_form(config_class: type) -> Container:
     """
     hints = typing.get_type_hints(config_class)
     widgets = [field_widget(f, hints.get(f.name, str)) for f in dataclasses.fields(config_class)]
-    return Container(widgets=widgets, labels=True)
+    form = Container(widgets=widgets, labels=True)
+    # untouched fields keep their exact default (a spin box shows 2/3 as 0.67)
+    form.edited = set()
+    for widget in widgets:
+        widget.changed.connect(lambda *_, name=widget.name: form.edited.add(name))
+    return form
 
 
 def form_values(form: Container, config_class: type) -> dict[str, Any]:
@@ -108,6 +113,10 @@ def form_values(form: Container, config_class: type) -> dict[str, Any]:
     values = {}
     for field in dataclasses.fields(config_class):
         widget = form[field.name]
+        untouched = field.name not in getattr(form, "edited", {field.name})
+        if untouched and field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+            continue
         value = widget.value
         if isinstance(widget, LineEdit) and not isinstance(field.default, str):
             try:
