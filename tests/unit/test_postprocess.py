@@ -52,3 +52,15 @@ def test_empty_prediction_gives_no_objects():
     probs = np.zeros((3, 10, 10), np.float32)
     probs[0] = 1
     assert instances_from_probabilities(probs, 50).max() == 0
+
+
+def test_seedless_foreground_is_not_an_object_and_growth_is_limited():
+    labels = disks(shape=(40, 40), centres=((20, 20),), radius=6)
+    probs = _probabilities(labels)
+    # a large region the network calls "border" with no interior: not a cell
+    probs[0, :, 30:] = 0.0
+    probs[2, :, 30:] = 1.0
+    out = instances_from_probabilities(probs, median_area=110)
+    assert out.max() == 1
+    assert out[:, 31:].max() == 0
+    assert np.sum(out == 1) < np.sum(labels == 1) + 60

@@ -2,8 +2,8 @@
 
 Seeds are the connected components of the confident cell interior; a seeded
 watershed on the interior probability grows them over the foreground
-(interior + border); foreground regions that no seed reached become objects of
-their own; objects smaller than a fraction of the median annotated cell area
+(interior + border), at most a few pixels beyond the interior (the border
+class is a thin ring); foreground that no seed reaches is dropped; objects smaller than a fraction of the median annotated cell area
 are removed and holes are filled. No largest-connected-component step: that
 suits organs, not cells.
 """
@@ -35,6 +35,14 @@ class PostprocessConfig:
     min_seed_fraction : float
         Seeds smaller than this fraction of the median area are dropped (they
         would over-split cells).
+    max_growth : float
+        How far (pixels) a seed may grow into border/foreground pixels. The
+        border class is a thin ring around the interior, so real cells never
+        need more; large "foreground" regions without interior (a network
+        unsure about background far from any annotation) are not turned into
+        giant objects. 0 = unlimited.
+    keep_orphans : bool
+        Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
         Fill holes inside objects.
     """
@@ -43,6 +51,8 @@ class PostprocessConfig:
     interior_threshold: float = 0.5
     min_size_fraction: float = 0.2
     min_seed_fraction: float = 0.05
+    max_growth: float = 4.0
+    keep_orphans: bool = False
     fill_holes: bool = True
 
 
@@ -139,10 +149,14 @@ def instances_from_probabilities(
     foreground = (1.0 - probabilities[BACKGROUND]) > config.foreground_threshold
     seeds, _ = ndi.label((interior > config.interior_threshold) & foreground)
     seeds = remove_small_objects(seeds, config.min_seed_fraction * median_area)
-    labels = watershed(-interior, markers=seeds, mask=foreground)
-    orphans, n_orphans = ndi.label(foreground & (labels == 0))
-    if n_orphans:
-        labels = np.where(orphans > 0, orphans + labels.max(), labels)
+    mask = foreground
+    if config.max_growth > 0 and seeds.any():
+        mask = foreground & (ndi.distance_transform_edt(seeds == 0) <= config.max_growth)
+    labels = watershed(-interior, markers=seeds, mask=mask)
+    if config.keep_orphans:
+        orphans, n_orphans = ndi.label(foreground & (labels == 0))
+        if n_orphans:
+            labels = np.where(orphans > 0, orphans + labels.max(), labels)
     labels = remove_small_objects(labels.astype(np.int32), config.min_size_fraction * median_area)
     if config.fill_holes:
         labels = fill_object_holes(labels)
