@@ -115,14 +115,16 @@ def test_batch_previews_go_right_of_the_image(viewer):
 
     image = viewer.add_image(np.zeros((64, 80)))
     sync = LayerSync(viewer, min_interval=0, images=[image])
-    sync.handle(
-        _event(
-            1,
-            kind="batch",
-            sample_image=np.zeros((1, 32, 32), np.float32),
-            sample_target=np.zeros((32, 32), np.uint8),
-        )
+    batch = _event(
+        1,
+        kind="batch",
+        sample_image=np.zeros((1, 32, 32), np.float32),
+        sample_target=np.zeros((32, 32), np.uint8),
     )
+    sync.handle(batch)
+    assert sync.pending == []  # batches are off by default (fewer layer updates)
+    sync.show_batches = True
+    sync.handle(batch)
     sync.flush()
     layer = viewer.layers[live_layer_name("sample_image", "batch")]
     np.testing.assert_allclose(layer.translate, (0, 80 + BATCH_GAP))

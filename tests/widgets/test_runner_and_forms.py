@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from napari_semiseg.errors import SemisegInputError
@@ -146,3 +147,28 @@ def test_every_registered_method_gets_a_form_with_its_defaults(qtbot):
         form = method_form(cls.Config)
         assert [w.name for w in form] == [f.name for f in dataclasses.fields(cls.Config)]
         assert form_values(form, cls.Config) == cls.Config().to_dict()
+
+
+def test_loss_plot_blits_curves_and_redraws_only_when_axes_change(qtbot):
+    from napari_semiseg._widgets._plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(320, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.add(1, {"loss": 2.0, "ce": 1.5})
+    plot.update_plot()
+    draws = plot.n_draws
+    assert set(plot.lines) == {"loss", "ce"}
+    for step in range(2, 8):
+        plot.add(step, {"loss": 2.0 - 0.1 * step, "ce": 1.0})
+        plot.update_plot()
+    assert plot.n_draws == draws  # same axes: only the curves were blitted
+    assert plot.n_blits == 6
+    np.testing.assert_array_equal(plot.lines["loss"].get_xdata(), np.arange(1, 8))
+    plot.add(40, {"loss": 1.0})  # beyond the x range: the axes are redrawn
+    plot.update_plot()
+    assert plot.n_draws == draws + 1
+    assert plot.axes.get_xlim()[1] >= 40
+    assert np.isnan(plot.values["ce"][-1])  # a term missing at a step is a gap

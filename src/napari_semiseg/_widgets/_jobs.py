@@ -6,6 +6,7 @@ can keep editing the layers while the job runs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,13 @@ from ..data.images import prepare_image
 from ..engine import LoadedModel, TrainConfig, TrainingControl, TrainingResult
 from ..engine import train as train_generator
 from ..inference import TilingConfig, segment
+
+# torch imports its compiler stack lazily when the first optimiser is built. That
+# import runs C++ initialisation that holds the GIL for 100-200 ms stretches, which
+# would freeze the GUI thread while the worker starts training; importing it here,
+# when the plugin opens (torch itself is imported then too), pays it up front.
+with contextlib.suppress(ImportError):
+    import torch._dynamo  # noqa: F401
 
 
 @dataclass(frozen=True)

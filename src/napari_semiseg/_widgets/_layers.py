@@ -155,6 +155,8 @@ class LayerSync:
         self.n_applied = 0
         self.n_skipped = 0
         self.closed = False
+        #: Whether to show the arrays of training batches (off: fewer layer updates).
+        self.show_batches = False
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer_timeout)
@@ -163,6 +165,8 @@ class LayerSync:
     def handle(self, event: Any) -> None:
         """Queue the layers of a :class:`PreviewUpdated` (other events are ignored)."""
         if self.closed or not isinstance(event, PreviewUpdated):
+            return
+        if event.kind == "batch" and not self.show_batches:
             return
         translate, scale = self._placement(event)
         now = time.perf_counter()

@@ -1,7 +1,15 @@
-"""Loss curves drawn with matplotlib's Qt canvas, redrawn at most every few seconds."""
+"""Loss curves on matplotlib's Qt canvas, cheap enough to update while training.
+
+A full matplotlib draw costs tens of milliseconds of the GUI thread (more while
+the worker competes for the GIL), so the axes are drawn only when their limits
+change (x doubles, y grows or shrinks a lot) and the curves are otherwise
+blitted onto a saved background, at most every ``redraw_interval`` seconds
+and only while the plot is visible.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -19,8 +27,7 @@ class LossPlot(QWidget):
     Parameters
     ----------
     redraw_interval : float
-        Seconds between redraws while new values arrive (a draw costs tens of
-        milliseconds of the GUI thread).
+        Seconds between updates of the canvas while new values arrive.
     """
 
     def __init__(self, redraw_interval: float = 2.0, parent: QWidget | None = None) -> None:
@@ -35,7 +42,10 @@ class LossPlot(QWidget):
         self.values: dict[str, list[float]] = {}
         self.lines: dict[str, Any] = {}
         self.n_draws = 0
+        self.n_blits = 0
         self._dirty = False
+        self._background: Any = None
+        self.canvas.mpl_connect("draw_event", self._on_canvas_draw)
         self._timer = QTimer(self)
         self._timer.setInterval(int(redraw_interval * 1000))
         self._timer.timeout.connect(self._on_timer_timeout)
@@ -51,7 +61,10 @@ class LossPlot(QWidget):
             spine.set_color(FOREGROUND)
         axes.set_xlabel("step", color=FOREGROUND, fontsize=8)
         axes.set_ylabel("loss", color=FOREGROUND, fontsize=8)
+        axes.set_xlim(0, 10)
+        axes.set_ylim(0, 1)
 
+    # -- data ---------------------------------------------------------------------
     def clear(self) -> None:
         """Forget every curve."""
         self.steps.clear()
@@ -59,48 +72,106 @@ class LossPlot(QWidget):
         for line in self.lines.values():
             line.remove()
         self.lines.clear()
+        legend = self.axes.get_legend()
+        if legend is not None:
+            legend.remove()
+        self.axes.set_xlim(0, 10)
+        self.axes.set_ylim(0, 1)
         self.draw()
 
     def add(self, step: int, losses: dict[str, float]) -> None:
-        """Append one step's loss terms (drawn at the next timer tick)."""
+        """Append one step's loss terms (shown at the next timer tick)."""
         n = len(self.steps)
         self.steps.append(float(step))
         for name, value in losses.items():
-            series = self.values.setdefault(name, [float("nan")] * n)
+            series = self.values.setdefault(name, [math.nan] * n)
             series.append(float(value))
         for series in self.values.values():
             if len(series) < n + 1:
-                series.append(float("nan"))
+                series.append(math.nan)
         self._dirty = True
         if not self._timer.isActive():
             self._timer.start()
 
+    # -- drawing ------------------------------------------------------------------
     def _on_timer_timeout(self) -> None:
-        if self._dirty:
-            self.draw()
-        else:
+        if not self._dirty:
             self._timer.stop()
+        elif self.isVisible():  # hidden (another tab): updated when shown again
+            self.update_plot()
 
-    def draw(self) -> None:
-        """Update the lines and redraw the canvas now."""
+    def showEvent(self, event: Any) -> None:
+        """Catch up on values that arrived while hidden."""
+        super().showEvent(event)
+        if self._dirty:
+            self.update_plot()
+
+    def _limits(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Axis limits for the data, with head room so that they rarely change."""
+        (x0, x1), (y0, y1) = self.axes.get_xlim(), self.axes.get_ylim()
+        if self.steps:
+            first, last = self.steps[0], self.steps[-1]
+            if last > x1 or first < x0:
+                x0, x1 = first, first + 2 * max(last - first, 5.0)
+        recent = [v for s in self.values.values() for v in s[-50:] if math.isfinite(v)]
+        if recent:
+            high, low = max(recent), min(0.0, min(recent))
+            if high > y1 or low < y0 or high < 0.3 * y1:
+                y0, y1 = low, (1.25 * high if high > 0 else 1.0)
+        return (x0, x1), (y0, y1)
+
+    def update_plot(self) -> None:
+        """Show the new values: blit the curves, or redraw all when the axes change."""
         self._dirty = False
+        new_lines = self._sync_lines()
+        xlim, ylim = self._limits()
+        if (
+            new_lines
+            or self._background is None
+            or xlim != self.axes.get_xlim()
+            or ylim != self.axes.get_ylim()
+        ):
+            self.axes.set_xlim(*xlim)
+            self.axes.set_ylim(*ylim)
+            self.draw()
+            return
+        self.canvas.restore_region(self._background)
+        for line in self.lines.values():
+            self.axes.draw_artist(line)
+        self.canvas.blit(self.axes.bbox)
+        self.n_blits += 1
+
+    def _sync_lines(self) -> bool:
+        created = False
         for name, series in self.values.items():
             line = self.lines.get(name)
             if line is None:
                 width = 1.6 if name == "loss" else 0.9
-                (line,) = self.axes.plot([], [], label=name, linewidth=width)
+                (line,) = self.axes.plot([], [], label=name, linewidth=width, animated=True)
                 self.lines[name] = line
-                legend = self.axes.legend(fontsize=7, loc="upper right", frameon=False)
-                for text in legend.get_texts():
-                    text.set_color(FOREGROUND)
+                created = True
             line.set_data(self.steps, series)
-        self.axes.relim()
-        self.axes.autoscale_view()
+        if created:
+            legend = self.axes.legend(fontsize=7, loc="upper right", frameon=False)
+            for text in legend.get_texts():
+                text.set_color(FOREGROUND)
+        return created
+
+    def draw(self) -> None:
+        """Redraw everything now (axes, then the curves on top)."""
+        self._sync_lines()
         self.canvas.draw()
         self.n_draws += 1
 
+    def _on_canvas_draw(self, event: Any) -> None:
+        """After any full draw (also on resize): save the background, add the curves."""
+        self._background = self.canvas.copy_from_bbox(self.axes.bbox)
+        for line in self.lines.values():
+            self.axes.draw_artist(line)
+        self.canvas.blit(self.axes.bbox)
+
     def stop(self) -> None:
-        """Draw what is pending and stop the timer (training ended)."""
+        """Show what is pending and stop the timer (training ended)."""
         if self._dirty:
-            self.draw()
+            self.update_plot()
         self._timer.stop()

@@ -7,6 +7,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import (
+    QCheckBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -112,7 +113,7 @@ class TrainWidget(QWidget):
                 FloatSpinBox(
                     name="preview_every",
                     label="live update (s)",
-                    value=3.0,
+                    value=5.0,
                     min=0.0,
                     max=600.0,
                     step=0.5,
@@ -161,6 +162,9 @@ class TrainWidget(QWidget):
         for button in buttons:
             row.addWidget(button)
         layout.addLayout(row)
+        self.batches_box = QCheckBox("show training batches (more layer updates)")
+        self.batches_box.toggled.connect(self._on_batches_toggled)
+        layout.addWidget(self.batches_box)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFormat("")
@@ -178,6 +182,9 @@ class TrainWidget(QWidget):
         self.session.model_changed.connect(self._on_model_changed)
         self.session.busy_changed.connect(self._on_busy_changed)
         self.session.train_requested.connect(self._on_train_requested)
+
+    def _on_batches_toggled(self, checked: bool) -> None:
+        self.sync.show_batches = checked
 
     # -- configuration ---------------------------------------------------------------
     @property
