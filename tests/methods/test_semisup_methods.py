@@ -246,3 +246,14 @@ def test_previews_reach_the_training_events(name, image_keys, batch_keys, toy_da
     if name == "mean-teacher":
         assert batch["mix_boxes"].shape == (1, 4)
         assert batch["mixed_target"].dtype == np.uint8
+
+
+def test_co_training_uniform_peer_gives_no_soft_pull():
+    method = _method("co-training")
+    logits = torch.randn(2, 3, P, P)
+    target = torch.full((2, P, P), IGNORE, dtype=torch.long)
+    _, terms = method._loss(logits, target, torch.zeros(2, 3, P, P), ramp=1.0)
+    assert terms["soft"] == 0.0  # a uniform peer carries no information
+    unweighted = _method("co-training", weight_soft_by_confidence=False)
+    _, terms = unweighted._loss(logits, target, torch.zeros(2, 3, P, P), ramp=1.0)
+    assert terms["soft"] > 0.0

@@ -10,6 +10,7 @@ from napari_semiseg.data.annotations import IGNORE
 from napari_semiseg.data.mixing import box_mask, copy_paste_box, mix
 from napari_semiseg.losses import entropy_map, kl_map
 from napari_semiseg.losses.pseudo import (
+    certainty,
     class_disagreement,
     confident_pseudo_labels,
     exhaustive_mask,
@@ -228,3 +229,13 @@ def test_dual_decoder_branches(padding):
     torch.testing.assert_close(net(x), weak)
     torch.testing.assert_close(net.forward_strong(x), strong)
     assert not torch.allclose(strong, weak)  # separate decoders
+
+
+def test_certainty_is_zero_for_uniform_and_one_for_one_hot():
+    uniform = torch.full((1, 3, 2, 2), 1 / 3)
+    torch.testing.assert_close(certainty(uniform), torch.zeros(1, 2, 2))
+    one_hot = torch.zeros(1, 3, 1, 1)
+    one_hot[0, 2] = 1.0
+    assert certainty(one_hot).item() == 1.0
+    binary = torch.tensor([0.8, 0.2]).reshape(1, 2, 1, 1)
+    assert certainty(binary).item() == pytest.approx(abs(2 * 0.8 - 1))  # S7 for K = 2

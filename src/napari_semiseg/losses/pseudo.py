@@ -210,3 +210,35 @@ def class_disagreement(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Te
         mass on different classes.
     """
     return 0.5 * (probs_a.float() - probs_b.float()).abs().sum(1)
+
+
+def certainty(probs: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Confidence weight of a soft target: ``((max_c p_c − 1/K) / (1 − 1/K))**gamma``.
+
+    The multi-class form of S7's ``|2q − 1|**gamma`` (equal to it for K = 2):
+    0 for a uniform prediction, 1 for a one-hot one. Weighting a soft loss by it
+    lets confident peers pull and keeps uninformative (near-uniform) ones from
+    dragging the student towards uniform predictions.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        ``(B, K, Y, X)`` probabilities (detached inside).
+    gamma : float
+        Exponent.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, Y, X)`` in [0, 1].
+
+    Examples
+    --------
+    >>> certainty(torch.tensor([0.5, 0.5]).reshape(1, 2, 1, 1)).item()
+    0.0
+    >>> round(certainty(torch.tensor([0.9, 0.1]).reshape(1, 2, 1, 1)).item(), 6)
+    0.8
+    """
+    k = probs.shape[1]
+    top = probs.detach().float().max(1).values
+    return ((top - 1.0 / k) / (1.0 - 1.0 / k)).clamp(0.0, 1.0) ** gamma

@@ -8,8 +8,9 @@ TWA) copy. Network ``k`` learns from a hard target, focal + Dice on the
 annotated pixels and on the peer's confident pseudo-labels (averaged model,
 max probability above 0.9) elsewhere, and from a soft target, the peer's
 averaged prediction on the unknown pixels (region mask ``R = U``) through
-``KL(q_peer || p_k)``. Pseudo-label terms are ramped in (S8). The averaged
-copy of the first network predicts.
+``KL(q_peer || p_k)``, weighted per pixel by the peer's confidence (see
+:func:`~napari_semiseg.losses.pseudo.certainty`). Pseudo-label terms are ramped
+in (S8). The averaged copy of the first network predicts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..data.annotations import IGNORE
 from ..losses import focal_loss, kl_map, masked_mean, soft_dice
-from ..losses.pseudo import class_disagreement, confident_pseudo_labels
+from ..losses.pseudo import certainty, class_disagreement, confident_pseudo_labels
 from ..models import ModelEMA, UNet, UNetConfig
 from .base import Batch, Method, MethodConfig, StepOutput
 from .supervised import crop_like
@@ -62,6 +63,10 @@ class CoTrainingConfig(MethodConfig):
         default=2.0, metadata=_meta(0.0, 5.0, 0.5, "focusing parameter γ of the focal loss")
     )
     dice_weight: float = field(default=1.0, metadata=_meta(0.0, 10.0, 0.1, "Dice term weight"))
+    weight_soft_by_confidence: bool = field(
+        default=True,
+        metadata={"help": "weight the soft loss by the peer's confidence (0 where uniform)"},
+    )
     view_noise: float = field(
         default=0.05, metadata=_meta(0.0, 0.5, 0.01, "noise std added to the second view")
     )
@@ -114,11 +119,14 @@ class CoTraining(Method):
         weight = known.float() + ramp * (~known & (pseudo != IGNORE)).float()
         focal = focal_loss(logits, hard, weight, self.config.focal_gamma)
         dice = soft_dice(torch.softmax(logits.float(), 1), hard, weight)
-        soft = masked_mean(kl_map(peer_logits, logits), (~known).float())
+        soft_map = kl_map(peer_logits, logits)
+        if self.config.weight_soft_by_confidence:
+            soft_map = certainty(peer) * soft_map
+        soft = masked_mean(soft_map, (~known).float())
         loss = focal + self.config.dice_weight * dice + ramp * self.config.soft_weight * soft
         share = float((pseudo[~known] != IGNORE).float().mean()) if bool((~known).any()) else 0.0
-        terms = {"focal": float(focal), "dice": float(dice), "soft": float(soft)}
-        return loss, {**terms, "confident": share}
+        terms = {"focal": focal, "dice": dice, "soft": soft}
+        return loss, {**{k: float(v.detach()) for k, v in terms.items()}, "confident": share}
 
     def training_step(self, batch: Batch, step: int) -> StepOutput:
         """Each network learns from the annotations and its peer's averaged model."""

@@ -5,8 +5,9 @@ Liu, Desrosiers, Ben Ayed, Dolz, MedIA 2022 (arXiv 2109.10902).
 One shared encoder, two decoders. The *strong* branch learns with weighted
 CE + Dice on exhaustively known regions (:func:`~napari_semiseg.losses.exhaustive_mask`:
 pixels covered by a fully known window, i.e. the exhaustive rectangles with
-their cells); the *weak* branch learns with partial CE on every annotated
-pixel. On unknown pixels (of annotated and unlabelled patches alike) the weak
+their cells); the *weak* branch learns with partial CE (plus Dice, since our
+annotations are whole cells rather than the paper's few pixels) on every
+annotated pixel. On unknown pixels (of annotated and unlabelled patches alike) the weak
 branch follows the strong one through ``KL(sg[p_strong] || p_weak)`` and
 minimises its own Shannon entropy; both terms are ramped in (S8). The weak
 branch predicts, following the paper's finding that the student ends up
@@ -67,6 +68,15 @@ class ConfKDConfig(MethodConfig):
             "help": "half side (px) of the fully known window defining strong regions",
         },
     )
+    weak_dice_weight: float = field(
+        default=1.0,
+        metadata={
+            "min": 0.0,
+            "max": 10.0,
+            "step": 0.1,
+            "help": "Dice term of the weak branch on annotated pixels (0 = the paper's pCE only)",
+        },
+    )
     use_weight_map: bool = field(
         default=True, metadata={"help": "weight the cross-entropies by the U-Net weight map"}
     )
@@ -108,6 +118,9 @@ class ConfKD(Method):
             torch.softmax(strong.float(), 1), strong_target
         )
         weak_loss = weighted_cross_entropy(weak, target, weight)
+        if self.config.weak_dice_weight > 0:
+            weak_dice = soft_dice(torch.softmax(weak.float(), 1), target)
+            weak_loss = weak_loss + self.config.weak_dice_weight * weak_dice
         unknown = 1.0 - known
         kl = masked_mean(kl_map(strong, weak), unknown)
         entropy = masked_mean(entropy_map(torch.softmax(weak.float(), 1)), unknown)
