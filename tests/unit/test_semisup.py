@@ -236,6 +236,6 @@ def test_certainty_is_zero_for_uniform_and_one_for_one_hot():
     torch.testing.assert_close(certainty(uniform), torch.zeros(1, 2, 2))
     one_hot = torch.zeros(1, 3, 1, 1)
     one_hot[0, 2] = 1.0
-    assert certainty(one_hot).item() == 1.0
+    assert certainty(one_hot).item() == pytest.approx(1.0)
     binary = torch.tensor([0.8, 0.2]).reshape(1, 2, 1, 1)
     assert certainty(binary).item() == pytest.approx(abs(2 * 0.8 - 1))  # S7 for K = 2
