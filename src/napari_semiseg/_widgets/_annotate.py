@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -83,7 +84,9 @@ class AnnotateWidget(QWidget):
 
     # -- building ------------------------------------------------------------------
     def _build_images(self, layout: QVBoxLayout) -> None:
-        layout.addWidget(QLabel("Images to train on (unannotated ones are the unlabelled pool):"))
+        label = QLabel("Images to train on (unannotated ones form the unlabelled pool):")
+        label.setWordWrap(True)
+        layout.addWidget(label)
         self.images = QListWidget()
         self.images.setMaximumHeight(90)
         self.images.itemChanged.connect(self._on_images_changed)
@@ -115,7 +118,8 @@ class AnnotateWidget(QWidget):
 
     def _build_counts(self, layout: QVBoxLayout) -> None:
         self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["image", "cells", "known px", "background px"])
+        self.table.setHorizontalHeaderLabels(["image", "cells", "known px", "bg px"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setMaximumHeight(130)
         self.warning = QLabel()

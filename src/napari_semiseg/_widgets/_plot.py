@@ -164,11 +164,14 @@ class LossPlot(QWidget):
         self.n_draws += 1
 
     def _on_canvas_draw(self, event: Any) -> None:
-        """After any full draw (also on resize): save the background, add the curves."""
+        """After any full draw (also on resize): save the background, add the curves.
+
+        The curves are rendered into the canvas buffer, which the paint that
+        follows every draw shows (blitting here would repaint inside a paint).
+        """
         self._background = self.canvas.copy_from_bbox(self.axes.bbox)
         for line in self.lines.values():
             self.axes.draw_artist(line)
-        self.canvas.blit(self.axes.bbox)
 
     def stop(self) -> None:
         """Show what is pending and stop the timer (training ended)."""
