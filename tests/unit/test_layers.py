@@ -9,12 +9,12 @@ from napari_semiseg.data.layers import (
     known_from_annotations,
     merge_prediction,
     next_label,
-    preview_layers,
     rasterize_shapes,
     regions_from_known,
     to_pixel_vertices,
     training_annotation,
 )
+from napari_semiseg.data.previews import preview_layers
 from napari_semiseg.errors import SemisegInputError
 
 

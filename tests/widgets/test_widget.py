@@ -143,9 +143,12 @@ def test_bad_input_shows_the_core_message(viewer, make_widget, notes):
     train = widget.train
     train._on_start_clicked()
     assert "no image layer is ticked" in notes()[-1]
-    # cells but no background anywhere
+    # empty annotation layers
     viewer.add_image(np.random.default_rng(1).random((48, 48)), name="grey")
     widget.annotate.create_layers()
+    train._on_start_clicked()
+    assert "no annotated cells" in notes()[-1]
+    # cells but no background anywhere
     viewer.layers["grey cells"].data[10:20, 10:20] = 1
     train._on_start_clicked()
     assert "no pixel is known to be background" in notes()[-1]

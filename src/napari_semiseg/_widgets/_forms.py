@@ -13,9 +13,19 @@ import math
 import typing
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, LineEdit, Widget, create_widget
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    SpinBox,
+    Widget,
+    create_widget,
+)
 
+from ..engine.config import DEVICES, TrainConfig
 from ..errors import SemisegInputError
+from ..models import PRESETS
 
 #: Range given to numbers whose field metadata sets none.
 NUMBER_RANGE = 1e6
@@ -128,3 +138,62 @@ def form_values(form: Container, config_class: type) -> dict[str, Any]:
                 ) from exc
         values[field.name] = value
     return values
+
+
+def training_settings() -> Container:
+    """Widgets for the method-independent training settings.
+
+    Their names are TrainConfig fields, plus ``model_size``; a ``time_budget``
+    of 0 means no limit.
+
+    Returns
+    -------
+    magicgui.widgets.Container
+    """
+    defaults = TrainConfig()
+    return Container(
+        labels=True,
+        widgets=[
+            ComboBox(name="model_size", label="model size", choices=list(PRESETS), value="small"),
+            ComboBox(name="device", choices=list(DEVICES), value="auto"),
+            SpinBox(name="steps", value=500, min=1, max=1_000_000, step=50),
+            FloatSpinBox(
+                name="time_budget",
+                label="time budget (s)",
+                value=120.0,
+                min=0.0,
+                max=86_400.0,
+                step=10.0,
+                tooltip="0 = no limit (only steps)",
+            ),
+            FloatSpinBox(
+                name="preview_every",
+                label="live update (s)",
+                value=5.0,
+                min=0.0,
+                max=600.0,
+                step=0.5,
+                tooltip="seconds between live layer updates (0 = off)",
+            ),
+            SpinBox(
+                name="batch_size", label="batch size", value=defaults.batch_size, min=1, max=256
+            ),
+            SpinBox(
+                name="patch_size",
+                label="patch size",
+                value=defaults.patch_size,
+                min=16,
+                max=2048,
+                step=16,
+            ),
+            FloatSpinBox(
+                name="lr",
+                label="learning rate",
+                value=defaults.lr,
+                min=1e-6,
+                max=1.0,
+                step=float_step(defaults.lr),
+            ),
+            SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
+        ],
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
-from ..data.layers import PreviewLayer, preview_layers
+from ..data.previews import PreviewLayer, preview_layers
 from ..engine.events import PreviewUpdated
 
 # -- annotation layers of one image: "<image name> <role>" ---------------------

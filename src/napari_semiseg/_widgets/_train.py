@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import (
     QCheckBox,
     QGroupBox,
@@ -27,11 +27,9 @@ from ..engine import (
     TrainingStarted,
     model_preset,
 )
-from ..engine.config import DEVICES
 from ..errors import SemisegInputError
 from ..methods import METHODS
-from ..models import PRESETS
-from ._forms import float_step, form_values, method_form
+from ._forms import form_values, method_form, training_settings
 from ._jobs import training_job
 from ._layers import LayerSync
 from ._messages import notify_error, notify_info
@@ -92,59 +90,7 @@ class TrainWidget(QWidget):
         layout.addWidget(self.method_box)
 
     def _build_settings(self, layout: QVBoxLayout) -> None:
-        defaults = TrainConfig()
-        self.settings = Container(
-            labels=True,
-            widgets=[
-                ComboBox(
-                    name="model_size", label="model size", choices=list(PRESETS), value="small"
-                ),
-                ComboBox(name="device", choices=list(DEVICES), value="auto"),
-                SpinBox(name="steps", value=500, min=1, max=1_000_000, step=50),
-                FloatSpinBox(
-                    name="time_budget",
-                    label="time budget (s)",
-                    value=120.0,
-                    min=0.0,
-                    max=86_400.0,
-                    step=10.0,
-                    tooltip="0 = no limit (only steps)",
-                ),
-                FloatSpinBox(
-                    name="preview_every",
-                    label="live update (s)",
-                    value=5.0,
-                    min=0.0,
-                    max=600.0,
-                    step=0.5,
-                    tooltip="seconds between live layer updates (0 = off)",
-                ),
-                SpinBox(
-                    name="batch_size",
-                    label="batch size",
-                    value=defaults.batch_size,
-                    min=1,
-                    max=256,
-                ),
-                SpinBox(
-                    name="patch_size",
-                    label="patch size",
-                    value=defaults.patch_size,
-                    min=16,
-                    max=2048,
-                    step=16,
-                ),
-                FloatSpinBox(
-                    name="lr",
-                    label="learning rate",
-                    value=defaults.lr,
-                    min=1e-6,
-                    max=1.0,
-                    step=float_step(defaults.lr),
-                ),
-                SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
-            ],
-        )
+        self.settings = training_settings()
         box = QGroupBox("Training")
         box.setLayout(QVBoxLayout())
         box.layout().addWidget(self.settings.native)
