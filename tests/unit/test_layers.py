@@ -178,3 +178,16 @@ def test_preview_layers_follow_the_conventions():
     shapes = layers["crops_boxes"]
     assert shapes.kind == "shapes"
     assert shapes.data[0].shape == (4, 2)
+
+
+def test_layer_maths_imports_no_gui():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_semiseg.data.layers, napari_semiseg.data.previews\n"
+        "gui = ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'vispy')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in gui))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
