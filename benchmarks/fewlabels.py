@@ -39,7 +39,7 @@ import numpy as np
 import tifffile
 
 from napari_semiseg.api import make_config
-from napari_semiseg.data import TrainingData, TrainingImage
+from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
 from napari_semiseg.engine import train
@@ -95,7 +95,9 @@ def load_task(name: str, limit: int | None = None) -> Task | None:
     extra = []
     if (folder / "unlabeled").is_dir():
         extra = [tifffile.imread(f) for f in sorted((folder / "unlabeled").glob("*.tif"))]
-    return Task(name, images, truths, [f.stem for f in files], labels, known, (top, left, size), extra)
+    return Task(
+        name, images, truths, [f.stem for f in files], labels, known, (top, left, size), extra
+    )
 
 
 def training_data(task: Task, full: bool = False) -> TrainingData:
@@ -107,21 +109,25 @@ def training_data(task: Task, full: bool = False) -> TrainingData:
     else:
         labels = [task.labels, *[None] * (len(images) - 1)]
         masks = [task.known, *[None] * (len(images) - 1)]
-    return TrainingData.from_arrays(images, labels, masks, names=[*task.names, *["u"] * len(task.extra_unlabelled)])
+    return TrainingData.from_arrays(
+        images, labels, masks, names=[*task.names, *["u"] * len(task.extra_unlabelled)]
+    )
 
 
 def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
     """Scores outside the annotated region."""
-    return evaluate(
-        masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER
-    )
+    return evaluate(masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER)
 
 
 def run_method(task: Task, method: str, seed: int, budget: float, full: bool = False) -> dict:
     """Train one method with a time budget, predict every image, score."""
     data = training_data(task, full)
     config = make_config(
-        method=method, steps=1_000_000, time_budget=budget, seed=seed, device="auto",
+        method=method,
+        steps=1_000_000,
+        time_budget=budget,
+        seed=seed,
+        device="auto",
         preview_every=0,
     )
     started = time.perf_counter()
@@ -147,12 +153,14 @@ def run_method(task: Task, method: str, seed: int, budget: float, full: bool = F
 
 def run_random_forest(task: Task, seed: int) -> dict:
     """ilastik-style pixel classifier: random forest on multiscale features + post-processing."""
-    from sklearn.ensemble import RandomForestClassifier
     from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
 
     def features(image: np.ndarray) -> np.ndarray:
         prepared = prepare_image(image)
-        return multiscale_basic_features(np.moveaxis(prepared, 0, -1), channel_axis=-1, sigma_max=16)
+        return multiscale_basic_features(
+            np.moveaxis(prepared, 0, -1), channel_axis=-1, sigma_max=16
+        )
 
     started = time.perf_counter()
     data = training_data(task)
@@ -237,8 +245,10 @@ def table(cache: dict, budget: float) -> str:
     for dataset in sets:
         for method in methods:
             rows = [
-                v for k, v in runs.items()
-                if k.startswith(f"{dataset}|{method}|") and (method == "rf" or k.endswith(f"|{budget:g}"))
+                v
+                for k, v in runs.items()
+                if k.startswith(f"{dataset}|{method}|")
+                and (method == "rf" or k.endswith(f"|{budget:g}"))
             ]
             if not rows:
                 continue
@@ -252,7 +262,9 @@ def table(cache: dict, budget: float) -> str:
                 return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
             steps = f"{np.mean([r['steps'] for r in rows]):.0f}" if "steps" in rows[0] else "–"
-            rate = f"{np.mean([r['steps_per_s'] for r in rows]):.2f}" if "steps" in rows[0] else "–"
+            rate = (
+                f"{np.mean([r['steps_per_s'] for r in rows]):.2f}" if "steps" in rows[0] else "–"
+            )
             lines.append(
                 f"| {dataset} | {method} | {len(rows)} | {stat('ap50')} | {stat('map')} | "
                 f"{stat('dice')} | {steps} | {rate} |"
@@ -264,10 +276,14 @@ def table(cache: dict, budget: float) -> str:
             "| measure | value |",
             "| --- | --- |",
             f"| training steps/s (sample data, default config) | {speed['steps_per_s']:.2f} |",
-            f"| prediction, 4096 x 4096 image | {speed['predict_s_4096']:.1f} s "
-            f"({speed['mpix_per_s_4096']:.2f} MPix/s) |",
-            f"| peak resident memory while predicting 4096 x 4096 | {speed['peak_rss_mb']:.0f} MB "
-            f"(before: {speed['rss_before_predict_mb']:.0f} MB) |",
+            (
+                f"| prediction, 4096 x 4096 image | {speed['predict_s_4096']:.1f} s "
+                f"({speed['mpix_per_s_4096']:.2f} MPix/s) |"
+            ),
+            (
+                f"| peak resident memory while predicting 4096 x 4096 | {speed['peak_rss_mb']:.0f} MB "
+                f"(before: {speed['rss_before_predict_mb']:.0f} MB) |"
+            ),
         ]
     return "\n".join(lines)
 
@@ -285,9 +301,13 @@ def write_doc(cache: dict, budget: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--methods", default="rf,unet,ceiling", help=f"rf, ceiling, {', '.join(METHODS)} or 'all'")
+    parser.add_argument(
+        "--methods", default="rf,unet,ceiling", help=f"rf, ceiling, {', '.join(METHODS)} or 'all'"
+    )
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
@@ -314,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
             if task is None:
                 print(f"skipping {dataset}: not found under {DATA}")
                 continue
-            print(f"{dataset}: {len(task.images)} images, region {task.region}, "
-                  f"{len(np.unique(task.labels)) - 1} annotated cells", flush=True)
+            print(
+                f"{dataset}: {len(task.images)} images, region {task.region}, "
+                f"{len(np.unique(task.labels)) - 1} annotated cells",
+                flush=True,
+            )
             for seed in (int(s) for s in args.seeds.split(",")):
                 for method in methods:
                     k = key(dataset, method, seed, 0 if method == "rf" else args.budget)
@@ -326,16 +349,25 @@ def main(argv: list[str] | None = None) -> int:
                         result = run_random_forest(task, seed)
                     else:
                         result = run_method(
-                            task, "unet" if method == "ceiling" else method, seed, args.budget,
+                            task,
+                            "unet" if method == "ceiling" else method,
+                            seed,
+                            args.budget,
                             full=method == "ceiling",
                         )
                     result["wall_s"] = time.perf_counter() - started
                     cache["runs"][k] = result
                     save_cache(cache)
-                    print(f"  seed {seed} {method:>14}: AP50 {result['ap50']:.3f}  mAP "
-                          f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
-                          f"({result['wall_s']:.0f} s)", flush=True)
-    cache["machine"] = {"cpus": os.cpu_count(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                    print(
+                        f"  seed {seed} {method:>14}: AP50 {result['ap50']:.3f}  mAP "
+                        f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
+                        f"({result['wall_s']:.0f} s)",
+                        flush=True,
+                    )
+    cache["machine"] = {
+        "cpus": os.cpu_count(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     save_cache(cache)
     write_doc(cache, args.budget)
     print(table(cache, args.budget))

@@ -3,8 +3,9 @@
 Seeds are the connected components of the confident cell interior; a seeded
 watershed on the interior probability grows them over the foreground
 (interior + border), at most a few pixels beyond the interior (the border
-class is a thin ring); foreground that no seed reaches is dropped; objects smaller than a fraction of the median annotated cell area
-are removed and holes are filled. No largest-connected-component step: that
+class is a thin ring); foreground that no seed reaches is dropped; objects
+smaller than a fraction of the median annotated cell area are removed and
+holes are filled. No largest-connected-component step: that
 suits organs, not cells.
 """
 
