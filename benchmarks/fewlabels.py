@@ -281,7 +281,8 @@ def table(cache: dict, budget: float) -> str:
                 f"({speed['mpix_per_s_4096']:.2f} MPix/s) |"
             ),
             (
-                f"| peak resident memory while predicting 4096 x 4096 | {speed['peak_rss_mb']:.0f} MB "
+                "| peak resident memory while predicting 4096 x 4096 | "
+                f"{speed['peak_rss_mb']:.0f} MB "
                 f"(before: {speed['rss_before_predict_mb']:.0f} MB) |"
             ),
         ]
