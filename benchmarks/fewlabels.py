@@ -215,15 +215,19 @@ print(json.dumps({{"steps_per_s": rate, "predict_s_4096": seconds,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def load_cache() -> dict:
-    if CACHE.exists():
-        return json.loads(CACHE.read_text())
-    return {"runs": {}, "speed": None, "machine": None}
+def load_cache(path: Path, limit: int | None) -> dict:
+    """Cached results; a cache made with another ``--limit`` is refused."""
+    if path.exists():
+        cache = json.loads(path.read_text())
+        if cache.get("limit") != limit:
+            sys.exit(f"{path} holds results for --limit {cache.get('limit')}; use another --cache")
+        return cache
+    return {"runs": {}, "speed": None, "machine": None, "limit": limit}
 
 
-def save_cache(cache: dict) -> None:
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
+def save_cache(cache: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cache, indent=1, sort_keys=True))
 
 
 def key(dataset: str, method: str, seed: int, budget: float) -> str:
@@ -289,16 +293,16 @@ def table(cache: dict, budget: float) -> str:
     return "\n".join(lines)
 
 
-def write_doc(cache: dict, budget: float) -> None:
-    """Replace the generated block of docs/benchmarks.md (the rest is hand-written)."""
+def write_doc(cache: dict, budget: float, doc: Path = DOC) -> None:
+    """Replace the generated block of the benchmark page (the rest is hand-written)."""
     begin, end = "<!-- fewlabels:begin -->", "<!-- fewlabels:end -->"
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
     if begin not in text:
         text += f"\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(f"{head}{begin}\n{table(cache, budget)}\n{end}{tail}")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{head}{begin}\n{table(cache, budget)}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun cached results")
     parser.add_argument("--speed", action="store_true", help="measure speed and memory")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="results file (JSON)")
+    parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     args = parser.parse_args(argv)
-    cache = load_cache()
+    cache = load_cache(args.cache, args.limit)
     methods = args.methods.split(",")
     if methods == ["all"]:
         methods = ["rf", *METHODS, "ceiling"]
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         if args.speed:
             cache["speed"] = measure_speed(min(args.budget, 60.0))
-            save_cache(cache)
+            save_cache(cache, args.cache)
             print(json.dumps(cache["speed"], indent=1))
         for dataset in args.sets.split(","):
             if not args.methods:
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     result["wall_s"] = time.perf_counter() - started
                     cache["runs"][k] = result
-                    save_cache(cache)
+                    save_cache(cache, args.cache)
                     print(
                         f"  seed {seed} {method:>14}: AP50 {result['ap50']:.3f}  mAP "
                         f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
@@ -369,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    save_cache(cache)
-    write_doc(cache, args.budget)
+    save_cache(cache, args.cache)
+    write_doc(cache, args.budget, args.doc)
     print(table(cache, args.budget))
     return 0
 
