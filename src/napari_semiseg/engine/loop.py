@@ -165,6 +165,7 @@ class _Trainer:
                 self.optimizer.load_state_dict(optimizer_state)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.median_area = data.median_cell_area()
+        self.method.on_training_data(data.summary())
 
     @property
     def _amp(self) -> bool:

@@ -130,8 +130,16 @@ def find_proposals(
     threshold: float = 0.5,
     min_distance: float = 0.0,
     max_proposals: int | None = None,
+    peaks_only: bool = False,
+    bounds: tuple[int, int] | None = None,
 ) -> Proposals:
-    """Local maxima of the score map above a threshold, decoded and merged.
+    """Proposals from the score map: decoded centres above a threshold, merged.
+
+    By default every anchor whose score exceeds the threshold casts a vote at
+    its decoded centre ``a + s o`` and votes closer than ``min_distance`` are
+    merged greedily by score (the clustering of point votes of the original
+    PPN). Unlike 3x3 peaks of the score, this separates touching cells whose
+    scores form one plateau, because each anchor points to its own cell.
 
     Parameters
     ----------
@@ -147,6 +155,11 @@ def find_proposals(
         Decoded centres closer than this are merged (the higher score wins).
     max_proposals : int, optional
         Keep at most this many, highest scores first.
+    peaks_only : bool
+        Use only the 3x3 local maxima of the score (METHODS.md section 6).
+    bounds : tuple of int, optional
+        ``(Y, X)``: drop centres whose nearest pixel lies outside the image
+        before merging.
 
     Returns
     -------
@@ -154,11 +167,17 @@ def find_proposals(
         Sorted by decreasing score.
     """
     scores = torch.sigmoid(score_logits.float())
-    peaks = F.max_pool2d(scores[None, None], 3, stride=1, padding=1)[0, 0]
-    keep = (scores >= peaks) & (scores > threshold)
+    keep = scores > threshold
+    if peaks_only:
+        keep &= scores >= F.max_pool2d(scores[None, None], 3, stride=1, padding=1)[0, 0]
     values = scores[keep]
     anchors = anchor_grid(tuple(scores.shape), stride, scores.device)[:, keep].T
     centres = anchors + stride * offsets.float()[:, keep].T
+    if bounds is not None:
+        pixel = torch.round(centres)
+        inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < bounds[0])
+        inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < bounds[1])
+        values, anchors, centres = values[inside], anchors[inside], centres[inside]
     order = torch.from_numpy(
         merge_close(centres.cpu().numpy(), values.cpu().numpy(), min_distance)
     ).to(scores.device)

@@ -76,7 +76,9 @@ def inner_border(masks: torch.Tensor) -> torch.Tensor:
 def confident_bce(
     s: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None, gamma: float = 1.0
 ) -> torch.Tensor:
-    """BCE of ``s`` against soft targets ``q``, weighted by their confidence ``|2q - 1|**gamma``.
+    """BCE of ``s`` against soft targets ``q`` weighted by their confidence ``|2q - 1|**gamma``.
+
+    ``mean_P w(q) BCE(s; q)`` (the mean is over the pixels of ``mask``).
 
     The aux -> main transfer of METHODS.md 6: confident auxiliary predictions
     pull hard, uncertain ones (near 0.5) barely at all. ``q`` is detached.
@@ -98,11 +100,10 @@ def confident_bce(
         Scalar.
     """
     q = q.detach().float()
-    weight = confidence_weight(q, gamma)
-    mask = weight if mask is None else weight * mask
     s = s.float().clamp(1e-6, 1.0 - 1e-6)
     loss = -(q * torch.log(s) + (1.0 - q) * torch.log(1.0 - s))
-    return masked_mean(loss, mask)
+    # averaged over the pixels, not the weights: an uncertain teacher pulls weakly overall
+    return masked_mean(confidence_weight(q, gamma) * loss, mask)
 
 
 def agreement_loss(

@@ -3,10 +3,11 @@
 The PPN predicts, on a grid of stride ``s``, a position-score logit and the
 offset from each anchor to the nearest cell centre. Its targets come from the
 centroids of the annotated cells: anchors within ``r_pos`` of a centroid are
-positives, known anchors farther away are negatives, the rest is ignored.
-Scores use the class-balanced BCE of DeepLearnPhysics' ``ppnplus.py``
-(positives weighted by the negative fraction and vice versa); offsets a
-smooth-L1 regression on the positives.
+positives, known anchors farther away are negatives, the rest is ignored (a
+CenterNet-style Gaussian soft target was tried and learnt slower on the DSB
+few-label task). Scores use the class-balanced BCE of DeepLearnPhysics'
+``ppnplus.py`` (positives weighted by the negative fraction and vice versa);
+offsets a smooth-L1 regression on the positives.
 """
 
 from __future__ import annotations
@@ -93,13 +94,22 @@ class PPNTargets:
         ``(B, Gy, Gx)`` float, 1 = positive anchor, 0 = negative.
     valid : torch.Tensor
         ``(B, Gy, Gx)`` bool, False where the anchor is ignored.
+    positive : torch.Tensor
+        ``(B, Gy, Gx)`` bool, anchors within ``r_pos`` of a complete cell's
+        centroid.
+    regress : torch.Tensor
+        ``(B, Gy, Gx)`` bool, anchors whose offsets are regressed: positives
+        and every anchor inside a complete annotated cell.
     offsets : torch.Tensor
-        ``(B, 2, Gy, Gx)`` offsets ``(mu - a) / s`` to the nearest complete
-        cell's centroid (meaningful on positives).
+        ``(B, 2, Gy, Gx)`` offsets ``(mu - a) / s`` to the centroid of the cell
+        the anchor lies in, else of the nearest complete cell (meaningful
+        where ``regress``).
     """
 
     score: torch.Tensor
     valid: torch.Tensor
+    positive: torch.Tensor
+    regress: torch.Tensor
     offsets: torch.Tensor
 
 
@@ -110,13 +120,17 @@ def ppn_targets(
     stride: int,
     radius_pos: float,
     centroids: list[Centroids] | None = None,
+    whole_cells: bool = False,
 ) -> PPNTargets:
     """Score and offset targets of the PPN from annotated instances.
 
     An anchor is positive when a *complete* annotated cell's centroid lies
     within ``radius_pos``; negative when its pixel is known and no centroid is
     that close; ignored otherwise, and also when its pixel belongs to a cell
-    cut by the patch edge (whose true centre is unknown).
+    cut by the patch edge (whose true centre is unknown). Offsets are
+    regressed on the positives and, with ``whole_cells``, on every anchor
+    inside a complete cell (towards that cell's centroid), so that every
+    anchor of a cell votes for its centre, as in the PPN's point clustering.
 
     Parameters
     ----------
@@ -132,6 +146,8 @@ def ppn_targets(
         Positive radius in pixels (``max(s, 0.3 r)`` in METHODS.md).
     centroids : list of Centroids, optional
         Precomputed :func:`instance_centroids` per image.
+    whole_cells : bool
+        Also regress offsets on all anchors inside complete cells.
 
     Returns
     -------
@@ -146,6 +162,8 @@ def ppn_targets(
     ay, ax = ay.clamp(max=h - 1).reshape(-1), ax.clamp(max=w - 1).reshape(-1)
     score = torch.zeros(b, anchors.shape[0], device=device)
     valid = torch.zeros(b, anchors.shape[0], dtype=torch.bool, device=device)
+    positive = torch.zeros(b, anchors.shape[0], dtype=torch.bool, device=device)
+    regress = torch.zeros(b, anchors.shape[0], dtype=torch.bool, device=device)
     offsets = torch.zeros(b, anchors.shape[0], 2, device=device)
     for i in range(b):
         cells = centroids[i] if centroids is not None else instance_centroids(labels[i])
@@ -155,15 +173,22 @@ def ppn_targets(
         complete = cells.centres[~cells.cut]
         if complete.shape[0]:
             distance, nearest = torch.cdist(anchors, complete).min(1)
-            positive = distance <= radius_pos
+            complete_ids = cells.ids[~cells.cut]  # sorted
+            slot = torch.searchsorted(complete_ids, at_anchor).clamp(max=len(complete_ids) - 1)
+            in_cell = (complete_ids[slot] == at_anchor) & (at_anchor > 0) & inside
+            nearest = torch.where(in_cell, slot, nearest)
+            positive[i] = distance <= radius_pos
+            regress[i] = positive[i] | (in_cell & whole_cells)
             offsets[i] = (complete[nearest] - anchors) / stride
-            score[i] = positive.float()
-            valid[i] = positive | negative
+            score[i] = positive[i].float()
+            valid[i] = positive[i] | negative
         else:
             valid[i] = negative
     return PPNTargets(
         score.view(b, *grid),
         valid.view(b, *grid),
+        positive.view(b, *grid),
+        regress.view(b, *grid),
         offsets.permute(0, 2, 1).reshape(b, 2, *grid),
     )
 
@@ -173,14 +198,15 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
 
     With ``w`` the positive fraction among valid entries, positives are
     weighted ``1 - w`` and negatives ``w``, so both classes count equally;
-    when one class is absent every valid entry has weight 1.
+    when one class is absent every valid entry has weight 1. Soft targets
+    ``t`` count as ``t`` positive and ``1 - t`` negative.
 
     Parameters
     ----------
     logits : torch.Tensor
         Score logits, any shape.
     target : torch.Tensor
-        0/1 targets, same shape.
+        Targets in [0, 1], same shape.
     valid : torch.Tensor
         Bool mask of the entries that count, same shape.
 
@@ -194,7 +220,7 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     n = valid.sum()
     w = (target * valid).sum() / (n + _EPS)
     if 0 < float(w) < 1:
-        weight = valid * torch.where(target > 0.5, 1.0 - w, w)
+        weight = valid * (target * (1.0 - w) + (1.0 - target) * w)
     else:
         weight = valid
     bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
@@ -202,7 +228,7 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
 
 
 def offset_loss(offsets: torch.Tensor, target: PPNTargets) -> torch.Tensor:
-    """Smooth-L1 offset regression averaged over positive anchors.
+    """Smooth-L1 offset regression averaged over the anchors of ``target.regress``.
 
     Parameters
     ----------
@@ -214,8 +240,8 @@ def offset_loss(offsets: torch.Tensor, target: PPNTargets) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        Scalar (0 without positives).
+        Scalar (0 without such anchors).
     """
-    positive = (target.score > 0.5) & target.valid
+    positive = target.regress
     loss = F.smooth_l1_loss(offsets.float(), target.offsets, reduction="none").sum(1)
     return (loss * positive).sum() / (positive.sum() + _EPS)

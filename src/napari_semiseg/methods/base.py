@@ -199,6 +199,18 @@ class Method(abc.ABC):
     def after_optimizer_step(self, step: int) -> None:  # noqa: B027 (optional hook)
         """Called after every optimiser step (EMA updates, schedules)."""
 
+    def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Called by the engine once before training with ``TrainingData.summary()``.
+
+        Methods that need statistics of the annotations (e.g. the median cell
+        area for a size prior) read them here; the default ignores them.
+
+        Parameters
+        ----------
+        summary : dict
+            ``images``, ``cells``, ``median_cell_area``, ... of the training data.
+        """
+
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Pseudo-labels ``(B, Y, X)`` and confidence ``(B, Y, X)``, for methods that have them."""
         return None

@@ -34,7 +34,6 @@ from ..inference.ppn_instances import TileProposals, segment_from_proposals
 from ..inference.proposals import (
     Proposals,
     find_proposals,
-    merge_close,
     paste_windows,
     window_coordinates,
 )
@@ -64,9 +63,15 @@ class PPNAuxConfig(MethodConfig):
     cell_diameter: float = field(
         default=0.0, metadata=_meta(0, 500, 1, "typical cell diameter in px (0 = from the labels)")
     )
-    stride: int = field(default=4, metadata=_meta(1, 16, 1, "grid stride of the PPN (power of 2)"))
+    stride: int = field(
+        default=0, metadata=_meta(0, 16, 1, "PPN grid stride, power of 2 (0 = from the cell size)")
+    )
     score_threshold: float = field(
         default=0.5, metadata=_meta(0.05, 0.95, 0.05, "position score of a proposal")
+    )
+    votes: bool = field(
+        default=False,
+        metadata={"help": "cluster the centre votes of all anchors (else 3x3 score peaks)"},
     )
     merge_distance: float = field(
         default=0.5, metadata=_meta(0, 2, 0.05, "merge proposals closer than this (cell radii)")
@@ -83,9 +88,15 @@ class PPNAuxConfig(MethodConfig):
     prior_strength: float = field(
         default=1.0, metadata=_meta(0, 10, 0.1, "kappa of the Gaussian size prior")
     )
+    dense_weight: float = field(
+        default=1.0, metadata=_meta(0, 10, 0.1, "dense foreground head (deep supervision)")
+    )
     offset_weight: float = field(default=1.0, metadata=_meta(0, 10, 0.1, "offset regression"))
     transfer_weight: float = field(
         default=1.0, metadata=_meta(0, 10, 0.1, "mutual transfer on unknown pixels")
+    )
+    warmup: float = field(
+        default=0.1, metadata=_meta(0, 1, 0.05, "fraction of training without unlabelled patches")
     )
     transfer_rampup: float = field(
         default=0.2, metadata=_meta(0, 1, 0.05, "fraction of training to ramp the transfer up")
@@ -126,9 +137,10 @@ class PPNAuxNet(Method):
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
-        self.main = PPNNet(in_channels, model_config, stride=config.stride)
+        self.main = PPNNet(in_channels, model_config, stride=config.stride or 4)
         width = config.aux_channels or min(model_config.base_channels, 16)
         self.aux = AuxNet(in_channels, width)
+        self._area_from_data = False
 
     # -- geometry ------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -166,9 +178,30 @@ class PPNAuxNet(Method):
         return sigma, _window_radius(sigma, self.config.window_sigmas)
 
     @torch.no_grad()
+    def on_training_data(self, summary: dict[str, Any]) -> None:
+        """Take the median annotated cell area of the training data for the size prior.
+
+        A model that already has one (training continued from a checkpoint)
+        keeps it, and its grid stride: its heads were trained with them.
+        """
+        area = float(summary.get("median_cell_area", 0.0) or 0.0)
+        if area <= 0:
+            return
+        self._area_from_data = True
+        if float(self.main.cell_area) > 0:
+            return
+        self.main.cell_area.fill_(area)
+        if not self.config.stride:
+            self.main.set_stride(auto_stride(self.cell_radius(), self.main.feature_stride))
+
+    @torch.no_grad()
     def _update_area(self, areas: torch.Tensor) -> None:
-        """Running estimate of the median area of complete annotated cells."""
-        if areas.numel() == 0:
+        """Running estimate of the median cell area from the patches (fallback only).
+
+        Used when the engine gave no data statistics; patch areas are biased
+        (augmentation, cells mirrored at image edges), so the data median wins.
+        """
+        if areas.numel() == 0 or self._area_from_data:
             return
         median = areas.float().median()
         if float(self.main.cell_area) <= 0:
@@ -182,16 +215,15 @@ class PPNAuxNet(Method):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Annotated centres (jittered) plus predicted proposals away from annotated cells."""
         config, h, w = self.config, labels.shape[-2], labels.shape[-1]
+        # at most about twice as many proposals as cells fit in the patch
+        cap = min(config.max_proposals, math.ceil(2.0 * h * w / (math.pi * radius**2)))
         index, centres, match = [], [], []
         for i, c in enumerate(cells):
-            order = torch.randperm(len(c.ids), device=labels.device)[: config.max_proposals]
+            order = torch.randperm(len(c.ids), device=labels.device)[:cap]
             gt = c.centres[order] + config.jitter * radius * torch.randn_like(c.centres[order])
-            found = find_proposals(
-                out.score[i], out.offsets[i], config.stride, config.score_threshold,
-                config.merge_distance * radius, config.max_proposals,
-            )  # fmt: skip
+            found = self._proposals(out, i, (h, w), radius, cap)
             pred = self._free_proposals(found, labels[i], c.centres, radius, (h, w))
-            pred = pred[: config.max_proposals - len(order)]
+            pred = pred[: cap - len(order)]
             index.append(torch.full((len(gt) + len(pred),), i, dtype=torch.long))
             centres += [gt, pred]
             match += [c.ids[order], torch.zeros(len(pred), dtype=torch.long, device=labels.device)]
@@ -224,9 +256,34 @@ class PPNAuxNet(Method):
 
     def training_step(self, batch: Batch, step: int) -> StepOutput:
         """Main and auxiliary losses on labelled and unlabelled patches (summed)."""
+        main_loss, aux_loss, terms = self.network_losses(batch)
+        return StepOutput(main_loss + aux_loss, terms)
+
+    def network_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The main model's and the auxiliary net's losses for one batch.
+
+        Every target one network takes from the other is detached, so
+        ``main_loss`` has gradients only in the main model and ``aux_loss``
+        only in the auxiliary net.
+
+        Parameters
+        ----------
+        batch : dict of str to torch.Tensor
+            See :mod:`napari_semiseg.methods.base`.
+
+        Returns
+        -------
+        main_loss, aux_loss : torch.Tensor
+            Scalars.
+        terms : dict of str to float
+            Every loss term, for logging.
+        """
         config = self.config
         keys = ("image", "labels", "known", "target")
-        n_extra = config.unlabelled_patches
+        ramp = config.transfer_weight * _rampup(
+            self.progress, config.warmup, config.transfer_rampup
+        )
+        n_extra = config.unlabelled_patches if ramp > 0 else 0
         if "unlabelled_image" in batch and n_extra > 0:
             image, labels, known, target = (
                 torch.cat([batch[k], batch["unlabelled_" + k][:n_extra]]) for k in keys
@@ -241,9 +298,9 @@ class PPNAuxNet(Method):
 
         out = self.main(image)
         grid = tuple(out.score.shape[-2:])
-        targets = ppn_targets(
-            labels, known, grid, config.stride, max(config.stride, 0.3 * radius), cells
-        )
+        stride = self.main.stride
+        r_pos = max(stride, 0.3 * radius)
+        targets = ppn_targets(labels, known, grid, stride, r_pos, cells, config.votes)
         l_score = balanced_bce(out.score, targets.score, targets.valid)
         l_offset = offset_loss(out.offsets, targets)
 
@@ -265,9 +322,12 @@ class PPNAuxNet(Method):
         u_mask = 1.0 - k_mask
         fg = ((target == INTERIOR) | (target == BORDER)).float()
         border_gt = (target == BORDER).float()
-        ramp = config.transfer_weight * _rampup(self.progress, config.transfer_rampup)
 
         l_sem = binary_cross_entropy(s, fg, k_mask)
+        h, w = shape[1:]
+        l_dense = F.binary_cross_entropy_with_logits(
+            out.dense[:, :h, :w].float(), fg, weight=k_mask, reduction="sum"
+        ) / (k_mask.sum() + 1e-8)
         l_a2m = confident_bce(s, a.detach(), u_mask * covered, config.confidence_gamma)
         semantic = torch.where(k_mask > 0, fg, a.detach())
         l_agr = agreement_loss(mask_sum, semantic)
@@ -280,18 +340,20 @@ class PPNAuxNet(Method):
 
         main_loss = (
             l_score + config.offset_weight * l_offset + l_sem + l_mask + l_dice
+            + config.dense_weight * l_dense
             + ramp * l_a2m + config.agreement_weight * l_agr + config.overlap_weight * l_ovl
         )  # fmt: skip
         aux_loss = l_aux + ramp * (l_m2a + config.border_weight * l_border)
         self._remember(image, index, centres, s, a)
         terms = {
             "main": main_loss, "aux": aux_loss, "score": l_score, "offset": l_offset,
-            "semantic": l_sem, "mask": l_mask, "dice": l_dice, "aux_to_main": l_a2m,
-            "main_to_aux": l_m2a, "border": l_border, "agreement": l_agr, "overlap": l_ovl,
+            "semantic": l_sem, "dense": l_dense, "mask": l_mask, "dice": l_dice,
+            "aux_to_main": l_a2m, "main_to_aux": l_m2a, "border": l_border,
+            "agreement": l_agr, "overlap": l_ovl,
         }  # fmt: skip
         logged = {k: float(v.detach()) for k, v in terms.items()}
         logged["proposals"] = float(len(index)) / shape[0]
-        return StepOutput(main_loss + aux_loss, logged)
+        return main_loss, aux_loss, logged
 
     @staticmethod
     def _mask_losses(z, m, index, ys, xs, labels, known, match):
@@ -329,14 +391,12 @@ class PPNAuxNet(Method):
 
     # -- inference --------------------------------------------------------------------------
     def _proposals(self, out: PPNOutput, i: int, shape, radius: float, limit: int) -> Proposals:
-        found = find_proposals(
-            out.score[i], out.offsets[i], self.config.stride, self.config.score_threshold,
-            max_proposals=limit,
+        """Merged proposals of image ``i`` whose centres lie inside ``shape``."""
+        config = self.config
+        return find_proposals(
+            out.score[i], out.offsets[i], self.main.stride, config.score_threshold,
+            config.merge_distance * radius, limit, not config.votes, tuple(shape),
         )  # fmt: skip
-        pixel = torch.round(found.centres)
-        inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < shape[0])
-        inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < shape[1])
-        return Proposals(found.centres[inside], found.scores[inside], found.anchors[inside])
 
     @torch.no_grad()
     def _infer(self, x: torch.Tensor, limit: int = 4096) -> dict[str, Any]:
@@ -346,11 +406,7 @@ class PPNAuxNet(Method):
         out = self.main(x)
         found = []
         for i in range(shape[0]):
-            p = self._proposals(out, i, shape[1:], radius, limit)
-            keep = torch.from_numpy(_merge(p, self.config.merge_distance * radius)).to(
-                p.scores.device
-            )
-            found.append(Proposals(p.centres[keep], p.scores[keep], p.anchors[keep]))
+            found.append(self._proposals(out, i, shape[1:], radius, limit))
         index = torch.cat(
             [torch.full((len(p),), i, dtype=torch.long) for i, p in enumerate(found)]
         ).to(x.device)
@@ -406,7 +462,7 @@ class PPNAuxNet(Method):
         border = torch.maximum(maps["border"], _label_borders(labels))[0]
         probs = torch.stack([1.0 - s, s * (1.0 - border), s * border])
         score = torch.sigmoid(maps["out"].score[0].float())
-        stride = self.config.stride
+        stride = self.main.stride
         score = score.repeat_interleave(stride, 0).repeat_interleave(stride, 1)[:h, :w]
         aux = torch.sigmoid(self.aux(x[:1]).float())[0]
         found = maps["found"][0]
@@ -428,7 +484,7 @@ class PPNAuxNet(Method):
         }
 
     def _propose_tile(self, tile: np.ndarray) -> TileProposals:
-        """All proposals (unmerged) of one tile with their mask-logit windows."""
+        """Proposals of one tile (merged within the tile) with their mask-logit windows."""
         x = torch.from_numpy(tile[None]).to(self.device)
         radius = self.cell_radius()
         with torch.no_grad():
@@ -486,15 +542,41 @@ class PPNAuxNet(Method):
         return Segmentation(instances, {"foreground": foreground})
 
 
-def _rampup(progress: float, length: float) -> float:
+def _rampup(progress: float, warmup: float, length: float) -> float:
+    """0 during the warm-up, then the sigmoid ramp-up (S8) to 1 over ``length``."""
     # imported here: the engine package imports the method registry
     from ..engine.schedules import sigmoid_rampup
 
-    return sigmoid_rampup(progress, length)
+    if progress < warmup:
+        return 0.0
+    return sigmoid_rampup(progress - warmup, length)
 
 
-def _merge(found: Proposals, distance: float) -> np.ndarray:
-    return merge_close(found.centres.cpu().numpy(), found.scores.cpu().numpy(), distance)
+def auto_stride(radius: float, minimum: int = 4) -> int:
+    """PPN grid stride for a cell radius: the power of 2 nearest to ``r / 2``, 4 to 16.
+
+    A stride near half the radius keeps a few anchors per cell: enough
+    positives, and 3x3 score peaks of one cell that merge instead of splitting
+    a large cell (METHODS.md's fixed 4 px grid split CTC nuclei of 60 px).
+
+    Parameters
+    ----------
+    radius : float
+        Typical cell radius in pixels.
+    minimum : int
+        Smallest stride allowed (the model's feature stride).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> auto_stride(6.2), auto_stride(15.0), auto_stride(30.0)
+    (4, 8, 16)
+    """
+    stride = 2 ** round(math.log2(max(radius / 2.0, 1.0)))
+    return int(min(max(stride, 4, minimum), 16))
 
 
 def _label_borders(labels: torch.Tensor) -> torch.Tensor:

@@ -67,12 +67,16 @@ class PPNOutput:
     mask_features : torch.Tensor
         ``(B, M, Y', X')`` full-resolution mask features (``Y' >= Y``: the
         input is padded at the bottom and right to a multiple of the grid).
+    dense : torch.Tensor
+        ``(B, Y', X')`` dense foreground logits of a 1x1 head on the last
+        decoder map (deep supervision of the backbone only).
     """
 
     score: torch.Tensor
     offsets: torch.Tensor
     params: torch.Tensor
     mask_features: torch.Tensor
+    dense: torch.Tensor
 
 
 class PPNNet(nn.Module):
@@ -85,7 +89,10 @@ class PPNNet(nn.Module):
     config : UNetConfig
         Backbone (same padding only).
     stride : int
-        Grid stride s of the PPN (a power of 2; 4 in METHODS.md).
+        Initial grid stride s of the PPN (a power of 2; 4 in METHODS.md). The
+        heads read the decoder map of this stride (or the coarsest one); a
+        larger stride can be set later with :meth:`set_stride` (the features
+        are then average-pooled), e.g. once the cell size is known.
     mask_channels : int
         Full-resolution mask features M (8).
     dynamic_hidden : int
@@ -95,9 +102,9 @@ class PPNNet(nn.Module):
 
     Notes
     -----
-    The buffer ``cell_area`` keeps the running estimate of the annotated
-    cells' area (0 until training has seen a cell); it is saved with the
-    weights so prediction uses the size prior the model was trained with.
+    The buffers ``cell_area`` (median area of the annotated cells, 0 until
+    known) and ``grid_stride`` are saved with the weights, so prediction uses
+    the size prior and grid the model was trained with.
     """
 
     def __init__(
@@ -114,12 +121,12 @@ class PPNNet(nn.Module):
             raise ValueError("the PPN model needs a same-padding backbone")
         if stride < 1 or stride & (stride - 1):
             raise ValueError(f"the PPN stride must be a power of 2, not {stride}")
-        self.config, self.stride = config, stride
+        self.config = config
         self.encoder = UNetEncoder(in_channels, config)
         self.decoder = UNetDecoder(self.encoder.widths, config)
         level = min(int(math.log2(stride)), config.depth - 1)
         self._coarse_index = config.depth - 1 - level  # decoder maps are coarsest first
-        self._pool = stride // 2**level
+        self.feature_stride = 2**level
         widths = self.encoder.widths
         base = widths[0]
         self.mask_branch = nn.Sequential(
@@ -127,11 +134,33 @@ class PPNNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(base, mask_channels, 1),
         )
+        self.dense = nn.Conv2d(base, 1, 1)
         init_he(self)
         self.ppn = PPNHead(widths[level], ppn_hidden)
         self.controller = MaskController(widths[level], mask_channels, dynamic_hidden)
         self.dynamic_hidden = dynamic_hidden
         self.register_buffer("cell_area", torch.zeros(()))
+        self.register_buffer("grid_stride", torch.tensor(stride, dtype=torch.long))
+
+    @property
+    def stride(self) -> int:
+        """Grid stride s of the PPN in pixels."""
+        return int(self.grid_stride)
+
+    def set_stride(self, stride: int) -> None:
+        """Change the grid stride (a power of 2, at least the feature stride).
+
+        Parameters
+        ----------
+        stride : int
+            New stride in pixels.
+        """
+        if stride < self.feature_stride or stride & (stride - 1):
+            raise ValueError(
+                f"the PPN stride must be a power of 2 of at least {self.feature_stride}, "
+                f"not {stride}"
+            )
+        self.grid_stride.fill_(stride)
 
     @property
     def multiple(self) -> int:
@@ -147,14 +176,16 @@ class PPNNet(nn.Module):
             x = F.pad(x, (0, px, 0, py), mode=mode)
         maps = self.decoder(self.encoder(x))
         coarse = maps[self._coarse_index]
-        if self._pool > 1:
-            coarse = F.avg_pool2d(coarse, self._pool)
+        pool = self.stride // self.feature_stride
+        if pool > 1:
+            coarse = F.avg_pool2d(coarse, pool)
         ppn = self.ppn(coarse)
         return PPNOutput(
             score=ppn[:, 0],
             offsets=ppn[:, 1:3],
             params=self.controller(coarse),
             mask_features=self.mask_branch(maps[-1]),
+            dense=self.dense(maps[-1])[:, 0],
         )
 
     def instance_logits(
@@ -211,8 +242,9 @@ class PPNNet(nn.Module):
         inputs = torch.cat([windows, rel], dim=-1).reshape(k, w * w, features.shape[1] + 2)
         inputs = inputs.transpose(1, 2)
         grid = out.params.shape[-2:]
-        cy = torch.div(centres[:, 0].detach(), self.stride, rounding_mode="floor").long()
-        cx = torch.div(centres[:, 1].detach(), self.stride, rounding_mode="floor").long()
+        stride = self.stride
+        cy = torch.div(centres[:, 0].detach(), stride, rounding_mode="floor").long()
+        cx = torch.div(centres[:, 1].detach(), stride, rounding_mode="floor").long()
         params = out.params[batch_index, :, cy.clamp(0, grid[0] - 1), cx.clamp(0, grid[1] - 1)]
         logits = dynamic_mask_logits(inputs, params, self.dynamic_hidden).view(k, w, w)
         d2 = (dy[:, :, None] ** 2 + dx[:, None, :] ** 2) * radius**2

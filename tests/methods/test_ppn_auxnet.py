@@ -1,0 +1,129 @@
+"""PPN-auxnet specifics beyond the contract: two optimisers, size prior, tiling, decoding."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_semiseg.data import PatchSampler, SamplerConfig
+from napari_semiseg.engine import TrainConfig, train
+from napari_semiseg.engine.loop import _to_tensors
+from napari_semiseg.evaluation import evaluate
+from napari_semiseg.inference import TilingConfig, run, segment
+from napari_semiseg.methods import METHODS, build_method
+from napari_semiseg.methods.ppn_auxnet import PPNAuxConfig, auto_stride
+from napari_semiseg.models import UNetConfig
+
+TINY = UNetConfig(base_channels=4, depth=2, dropout=0.0)
+
+
+def _method(**settings):
+    torch.manual_seed(0)
+    return build_method("ppn-auxnet", settings, TINY, 1, "cpu")
+
+
+def _batch(data, seed=0):
+    sampler = PatchSampler(data, SamplerConfig(patch_size=32, margin=4))
+    rng = np.random.default_rng(seed)
+    batch = _to_tensors(sampler.labelled_batch(rng, 2), torch.device("cpu"))
+    batch.update(_to_tensors(sampler.unlabelled_batch(rng, 2), torch.device("cpu"), "unlabelled_"))
+    return batch
+
+
+def test_registered_with_a_form_friendly_config():
+    assert METHODS["ppn-auxnet"].Config is PPNAuxConfig
+    for field in PPNAuxConfig.__dataclass_fields__.values():
+        assert "help" in field.metadata
+
+
+def test_two_parameter_groups_with_their_own_learning_rates():
+    method = _method(aux_lr=2e-3, main_lr=5e-4)
+    main, aux = method.parameters_to_optimize()
+    assert (main["lr"], aux["lr"]) == (5e-4, 2e-3)
+    ids_main = {id(p) for p in main["params"]}
+    ids_aux = {id(p) for p in aux["params"]}
+    assert not ids_main & ids_aux
+    assert ids_main == {id(p) for p in method.main.parameters()}
+    assert ids_aux == {id(p) for p in method.aux.parameters()}
+    assert "lr" not in _method().parameters_to_optimize()[0]  # main follows the training lr
+
+
+def test_each_loss_reaches_only_its_own_network(toy_data):
+    method = _method()
+    method.on_training_data(toy_data.summary())
+    method.progress = 0.6  # transfer terms fully on
+    method.train()
+    main_loss, aux_loss, terms = method.network_losses(_batch(toy_data))
+    assert terms["aux_to_main"] > 0
+    assert terms["main_to_aux"] > 0
+    main_params, aux_params = list(method.main.parameters()), list(method.aux.parameters())
+    grads = torch.autograd.grad(main_loss, aux_params, allow_unused=True, retain_graph=True)
+    assert all(g is None or not g.any() for g in grads)
+    grads = torch.autograd.grad(aux_loss, main_params, allow_unused=True)
+    assert all(g is None or not g.any() for g in grads)
+
+
+def test_size_prior_and_stride_follow_the_training_data(toy_data):
+    method = _method()
+    assert method.cell_radius() == 8.0  # nothing known yet
+    method.on_training_data({"median_cell_area": float(np.pi * 30.0**2)})
+    assert method.cell_radius() == pytest.approx(30.0)
+    assert method.main.stride == 16
+    clone = _method()
+    clone.load_state_dict(method.state_dict())  # saved with the weights
+    clone.on_training_data({"median_cell_area": 100.0})  # continued training keeps them
+    assert clone.main.stride == 16
+    assert clone.cell_radius() == pytest.approx(30.0)
+    fixed = _method(cell_diameter=10.0, stride=4)
+    fixed.on_training_data({"median_cell_area": 5000.0})
+    assert fixed.cell_radius() == 5.0
+    assert fixed.main.stride == 4
+    assert [auto_stride(r) for r in (2.0, 6.2, 12.0, 30.0, 100.0)] == [4, 4, 8, 16, 16]
+
+
+def test_preview_layers(toy_data):
+    method = _method(score_threshold=0.1, cell_diameter=10.0)
+    method.eval()
+    x = torch.from_numpy(toy_data.images[0].image[None, :, :48, :40])
+    maps = method.preview(x)
+    required = {
+        "probabilities", "foreground", "instances", "proposals_points", "offsets_vectors",
+        "score", "aux_foreground", "aux_border", "overlap",
+    }  # fmt: skip
+    assert required <= set(maps)
+    n = len(maps["proposals_points"])
+    assert n > 0
+    assert maps["proposals_points"].shape == (n, 3)
+    assert maps["offsets_vectors"].shape == (n, 2, 2)
+    assert maps["instances"].dtype == np.int32
+    assert maps["score"].shape == (48, 40)
+    assert maps["probabilities"].shape == (3, 48, 40)
+    np.testing.assert_allclose(maps["probabilities"].sum(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(  # vectors run from the anchors to the decoded centres
+        maps["offsets_vectors"][:, 0] + maps["offsets_vectors"][:, 1],
+        maps["proposals_points"][:, :2],
+        atol=1e-4,
+    )
+
+
+def test_tiled_segmentation_equals_one_piece(toy_data):
+    method = _method(score_threshold=0.2, cell_diameter=8.0)
+    image = toy_data.images[1].image
+    one = run(segment(method, image, 50.0, TilingConfig(tile_size=512, halo=40, blend=0)))
+    tiled = run(segment(method, image, 50.0, TilingConfig(tile_size=96, halo=40, blend=0)))
+    assert one.instances.max() > 3  # an untrained model still proposes at this threshold
+    np.testing.assert_array_equal(one.instances, tiled.instances)
+    np.testing.assert_allclose(one.maps["foreground"], tiled.maps["foreground"], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_learns_to_find_touching_cells(toy_set, toy_data):
+    config = TrainConfig(
+        method="ppn-auxnet", steps=120, model=UNetConfig(base_channels=8, depth=3, dropout=0.0),
+        batch_size=4, patch_size=48, lr=3e-3, device="cpu", preview_every=0, seed=0,
+    )  # fmt: skip
+    result = run(train(toy_data, config))
+    model = result.model
+    for image, truth in zip(toy_data.images, toy_set["truth"], strict=True):
+        instances = run(segment(model.method, image.image, model.median_cell_area)).instances
+        assert abs(int(instances.max()) - int(truth.max())) <= 2
+        assert evaluate(instances, truth)["ap50"] > 0.8
