@@ -43,3 +43,14 @@ def test_border_distances_nearest_and_second():
     assert d1[15, 30] == pytest.approx(15, abs=1)
     assert d2[15, 30] == pytest.approx(15, abs=1)
     assert d1[15, 20] < d2[15, 20]
+
+
+def test_training_config_weight_parameters_reach_the_data(toy_data, tiny_config):
+    from napari_semiseg.engine import train
+
+    before = toy_data.images[0].weight.copy()
+    generator = train(toy_data, tiny_config.replace(w0=0.0, steps=1))
+    next(generator)  # the trainer is built before the first event
+    after = toy_data.images[0].weight
+    assert toy_data.w0 == 0.0
+    assert after.max() < before.max()

@@ -1,7 +1,7 @@
 """Seeded augmentations applied jointly to image, labels, known mask and weights.
 
-Flips and 90° rotations are exact array operations; a small rotation and the
-U-Net elastic deformation (METHODS.md S9: a coarse 3x3 grid of displacements
+Flips and 90° rotations are exact array operations; a small rotation, a zoom
+and the U-Net elastic deformation (METHODS.md S9: a coarse 3x3 grid of displacements
 with standard deviation 10 px, upsampled bicubically) are applied in one
 resampling pass: order 3 for the image, nearest neighbour for labels and the
 known mask, linear for the weight map, mirror at the edges. Gray values are
@@ -28,6 +28,9 @@ class AugmentConfig:
         Random horizontal/vertical flips and 90° rotations.
     rotation_degrees : float
         Maximum absolute angle of the extra small rotation.
+    scale : float
+        Maximum relative zoom in or out (0.25 = factors 0.8 to 1.25, log-uniform),
+        so a model annotated at one magnification meets cells of other sizes.
     elastic_std : float
         Standard deviation in pixels of the coarse-grid displacements (0 = off).
     elastic_grid : int
@@ -43,6 +46,7 @@ class AugmentConfig:
     enabled: bool = True
     flips: bool = True
     rotation_degrees: float = 15.0
+    scale: float = 0.25
     elastic_std: float = 10.0
     elastic_grid: int = 3
     intensity: float = 0.15
@@ -81,11 +85,14 @@ def elastic_displacement(
 def _sampling_grid(
     rng: np.random.Generator, shape: tuple[int, int], config: AugmentConfig
 ) -> np.ndarray | None:
-    """Coordinates ``(2, Y, X)`` of a small rotation plus elastic warp, or None."""
+    """Coordinates ``(2, Y, X)`` of a small rotation and zoom plus elastic warp, or None."""
     angle = 0.0
     if config.rotation_degrees > 0:
         angle = np.deg2rad(rng.uniform(-config.rotation_degrees, config.rotation_degrees))
-    if angle == 0.0 and config.elastic_std <= 0:
+    zoom = 1.0
+    if config.scale > 0:
+        zoom = float(np.exp(rng.uniform(-np.log1p(config.scale), np.log1p(config.scale))))
+    if angle == 0.0 and zoom == 1.0 and config.elastic_std <= 0:
         return None
     yy, xx = np.meshgrid(
         np.arange(shape[0], dtype=np.float32),
@@ -93,7 +100,7 @@ def _sampling_grid(
         indexing="ij",
     )
     cy, cx = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
-    cos, sin = np.cos(angle), np.sin(angle)
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
     coords = np.stack(
         [cy + cos * (yy - cy) - sin * (xx - cx), cx + sin * (yy - cy) + cos * (xx - cx)]
     )

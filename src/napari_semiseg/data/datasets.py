@@ -103,8 +103,25 @@ class TrainingData:
         for im in self.images:
             if im.labels is not None and im.known is not None:
                 im.target = semantic_target(im.labels, im.known)
-                im.weight = unet_weight_map(im.labels, im.target, w0, sigma)
+        self._compute_weights()
         self._validate()
+
+    def _compute_weights(self) -> None:
+        for im in self.images:
+            if im.target is not None:
+                im.weight = unet_weight_map(im.labels, im.target, self.w0, self.sigma)
+
+    def set_weight_map_parameters(self, w0: float, sigma: float) -> None:
+        """Recompute the U-Net weight maps if ``w0`` or ``sigma`` changed.
+
+        Parameters
+        ----------
+        w0, sigma : float
+            Weight map parameters (METHODS.md S2).
+        """
+        if (w0, sigma) != (self.w0, self.sigma):
+            self.w0, self.sigma = w0, sigma
+            self._compute_weights()
 
     def _validate(self) -> None:
         if not any(im.n_cells for im in self.images):

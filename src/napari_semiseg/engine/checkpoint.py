@@ -11,7 +11,7 @@ import datetime
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,9 +19,11 @@ from .._version import __version__
 from ..data.images import Normalization
 from ..errors import ModelFileError
 from ..io._files import atomic_write
-from ..methods import METHODS, Method, build_method
 from ..models import UNetConfig
 from .config import TrainConfig
+
+if TYPE_CHECKING:  # methods import engine.schedules: import them lazily (no cycle)
+    from ..methods import Method
 
 FORMAT = "napari-semiseg-model"
 FORMAT_VERSION = 1
@@ -164,6 +166,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
         For missing files, files of other tools, unknown methods and weights
         that do not fit the stored architecture.
     """
+    from ..methods import METHODS, build_method
+
     path = Path(path)
     payload = _read(path)
     name = payload["method"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +24,6 @@ from ..data.datasets import TrainingData
 from ..data.sampling import PatchSampler, SamplerConfig
 from ..errors import SemisegInputError
 from ..inference.postprocess import instances_from_probabilities
-from ..methods import Method, build_method, get_method
 from .checkpoint import LoadedModel, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, resolve_device
@@ -37,6 +36,9 @@ from .events import (
     TrainingStarted,
 )
 from .schedules import lr_factor
+
+if TYPE_CHECKING:  # methods import engine.schedules: import them lazily (no cycle)
+    from ..methods import Method
 
 
 class TrainingError(RuntimeError):
@@ -125,6 +127,8 @@ class _Trainer:
         config: TrainConfig,
         resume: LoadedModel | Method | None,
     ) -> None:
+        from ..methods import Method, build_method, get_method
+
         self.data, self.config = data, config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
@@ -151,6 +155,7 @@ class _Trainer:
         for net in self.method.networks().values():
             net.to(self.device)
         self.method.device = self.device
+        data.set_weight_map_parameters(config.w0, config.sigma)
         self.sampler = PatchSampler(
             data,
             SamplerConfig(config.patch_size, config.known_fraction),
