@@ -21,6 +21,11 @@ python benchmarks/fewlabels.py --budget 180 --seeds 0,1,2
 python benchmarks/fewlabels.py --sets dsb2018_fluo_nuclei --methods unet,rf --budget 60 --seeds 0
 python benchmarks/fewlabels.py --speed          # steps/s, MPix/s, peak memory on 4096x4096
 python benchmarks/fewlabels.py --table-only     # rebuild docs/benchmarks.md from the cache
+
+Two workers on a 2-core machine (each run on one core; they share the cache and
+never take the same run): start the same command twice with ``--threads 1``.
+Runs a killed worker had claimed stay listed in ``results/fewlabels.claims``;
+delete that file before starting again.
 """
 
 from __future__ import annotations
@@ -215,6 +220,28 @@ print(json.dumps({{"steps_per_s": rate, "predict_s_4096": seconds,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def claim(path: Path, k: str) -> bool:
+    """Reserve run ``k`` for this worker; False if cached or taken by another worker."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    claims_file = path.with_suffix(".claims")
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+        claims = set(claims_file.read_text().split()) if claims_file.exists() else set()
+        if k in runs or k in claims:
+            return False
+        claims_file.write_text("\n".join(sorted(claims | {k})))
+        return True
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def load_cache(path: Path, limit: int | None) -> dict:
     """Cached results; a cache made with another ``--limit`` is refused."""
     if path.exists():
@@ -226,8 +253,19 @@ def load_cache(path: Path, limit: int | None) -> dict:
 
 
 def save_cache(cache: dict, path: Path) -> None:
+    """Merge ``cache`` into the file under a lock (several workers may share it)."""
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            on_disk = json.loads(path.read_text())
+            cache["runs"] = {**on_disk.get("runs", {}), **cache["runs"]}
+            cache["speed"] = cache.get("speed") or on_disk.get("speed")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        tmp.replace(path)
 
 
 def key(dataset: str, method: str, seed: int, budget: float) -> str:
@@ -321,7 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--cache", type=Path, default=CACHE, help="results file (JSON)")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per run (1 when two workers share 2 cores)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cache = load_cache(args.cache, args.limit)
     methods = args.methods.split(",")
     if methods == ["all"]:
@@ -349,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in (int(s) for s in args.seeds.split(",")):
                 for method in methods:
                     k = key(dataset, method, seed, 0 if method == "rf" else args.budget)
-                    if k in cache["runs"] and not args.force:
+                    if not args.force and (k in cache["runs"] or not claim(args.cache, k)):
                         continue
                     started = time.perf_counter()
                     if method == "rf":
@@ -363,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                             full=method == "ceiling",
                         )
                     result["wall_s"] = time.perf_counter() - started
+                    result["threads"] = _threads()
                     cache["runs"][k] = result
                     save_cache(cache, args.cache)
                     print(
