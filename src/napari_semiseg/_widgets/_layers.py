@@ -299,8 +299,11 @@ class LayerSync:
 
     def _replace(self, layer: Any, update: _Update) -> None:
         spec = update.layer
-        layer.translate = update.translate
-        layer.scale = update.scale
+        # each assignment refreshes the layer (tens of ms in software GL): only on change
+        if tuple(layer.translate[-2:]) != tuple(update.translate):
+            layer.translate = update.translate
+        if tuple(layer.scale[-2:]) != tuple(update.scale):
+            layer.scale = update.scale
         if spec.kind == "shapes":
             layer.data = (spec.data, "rectangle") if spec.data else []
         elif spec.kind == "points":
