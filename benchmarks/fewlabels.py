@@ -311,6 +311,7 @@ def table(cache: dict, budget: float) -> str:
                 f"| {dataset} | {method} | {len(rows)} | {stat('ap50')} | {stat('map')} | "
                 f"{stat('dice')} | {steps} | {rate} |"
             )
+    lines += ["", *versus_unet(runs, sets, methods, budget)]
     speed = cache.get("speed")
     if speed:
         lines += [
@@ -329,6 +330,53 @@ def table(cache: dict, budget: float) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def versus_unet(runs: dict, sets: list[str], methods: list[str], budget: float) -> list[str]:
+    """Markdown: each method against the few-label U-Net, on the seeds both ran.
+
+    ``Δ AP50`` is the mean over seeds of (method - U-Net); ``gap closed`` is that
+    mean difference divided by the mean gap between the U-Net and the ceiling
+    (same seeds), reported only where that gap is at least 0.05 AP50.
+    """
+    lines = [
+        (
+            "Against the few-label U-Net (paired by seed): Δ AP50 = method − unet, mean over "
+            "seeds (min, max); gap closed = Δ / (ceiling − unet)."
+        ),
+        "",
+        "| data set | method | seeds | Δ AP50 | gap to ceiling (unet) | gap closed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def ap50(dataset: str, method: str, seed: str) -> float | None:
+        run = runs.get(f"{dataset}|{method}|{seed}|{0 if method == 'rf' else budget:g}")
+        return None if run is None else run["ap50"]
+
+    for dataset in sets:
+        seeds = sorted(
+            {k.split("|")[2] for k in runs if k.startswith(f"{dataset}|unet|")}, key=int
+        )
+        for method in methods:
+            if method in ("unet", "ceiling"):
+                continue
+            pairs = [
+                (ap50(dataset, method, seed), ap50(dataset, "unet", seed), seed) for seed in seeds
+            ]
+            pairs = [(m, u, seed) for m, u, seed in pairs if m is not None and u is not None]
+            if not pairs:
+                continue
+            diffs = np.array([m - u for m, u, _ in pairs])
+            ceilings = [(ap50(dataset, "ceiling", seed), u) for _, u, seed in pairs]
+            gaps = [c - u for c, u in ceilings if c is not None]
+            gap = float(np.mean(gaps)) if gaps else None
+            closed = f"{diffs.mean() / gap:.0%}" if gap is not None and gap >= 0.05 else "–"
+            gap_text = "–" if gap is None else f"{gap:+.3f}"
+            lines.append(
+                f"| {dataset} | {method} | {len(pairs)} | {diffs.mean():+.3f} "
+                f"({diffs.min():+.3f}, {diffs.max():+.3f}) | {gap_text} | {closed} |"
+            )
+    return lines
 
 
 def write_doc(cache: dict, budget: float, doc: Path = DOC) -> None:
