@@ -19,7 +19,7 @@ Examples
 --------
 python benchmarks/fewlabels.py --budget 180 --seeds 0,1,2
 python benchmarks/fewlabels.py --sets dsb2018_fluo_nuclei --methods unet,rf --budget 60 --seeds 0
-python benchmarks/fewlabels.py --speed          # steps/s, MPix/s, peak memory on 4096x4096
+python benchmarks/fewlabels.py --speed --methods ''   # steps/s, MPix/s, peak memory on 4096x4096
 python benchmarks/fewlabels.py --table-only     # rebuild docs/benchmarks.md from the cache
 
 Two workers on a 2-core machine (each run on one core; they share the cache and
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     cache = load_cache(args.cache, args.limit)
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]
     if methods == ["all"]:
         methods = ["rf", *METHODS, "ceiling"]
     unknown = set(methods) - {"rf", "ceiling", *METHODS}
