@@ -24,19 +24,20 @@ python benchmarks/fewlabels.py --table-only     # rebuild docs/benchmarks.md fro
 
 Two workers on a 2-core machine (each run on one core; they share the cache and
 never take the same run): start the same command twice with ``--threads 1``.
-Runs a killed worker had claimed stay listed in ``results/fewlabels.claims``;
-delete that file before starting again.
+A killed worker's claims expire with its process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from napari_semiseg.engine import train
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import run, segment
 from napari_semiseg.inference.postprocess import instances_from_probabilities
+from napari_semiseg.io import atomic_write
 from napari_semiseg.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,19 +222,41 @@ print(json.dumps({{"steps_per_s": rate, "predict_s_4096": seconds,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def claim(path: Path, k: str) -> bool:
-    """Reserve run ``k`` for this worker; False if cached or taken by another worker."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (workers sharing one results file)."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    claims_file = path.with_suffix(".claims")
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(path: Path, k: str) -> bool:
+    """Reserve run ``k`` for this worker; False if cached or taken by a live worker.
+
+    Claims are ``key pid`` lines; those of workers that no longer run are ignored,
+    so a killed worker's runs are taken up again by the next start.
+    """
+    claims_file = path.with_suffix(".claims")
+    with _locked(path):
         runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
-        claims = set(claims_file.read_text().split()) if claims_file.exists() else set()
-        if k in runs or k in claims:
+        lines = claims_file.read_text().splitlines() if claims_file.exists() else []
+        live = [line for line in lines if _alive(int(line.rsplit(" ", 1)[1]))]
+        if k in runs or any(line.rsplit(" ", 1)[0] == k for line in live):
             return False
-        claims_file.write_text("\n".join(sorted(claims | {k})))
+        claims_file.write_text("\n".join([*live, f"{k} {os.getpid()}"]) + "\n")
         return True
 
 
@@ -254,18 +278,13 @@ def load_cache(path: Path, limit: int | None) -> dict:
 
 def save_cache(cache: dict, path: Path) -> None:
     """Merge ``cache`` into the file under a lock (several workers may share it)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(path):
         if path.exists():
             on_disk = json.loads(path.read_text())
             cache["runs"] = {**on_disk.get("runs", {}), **cache["runs"]}
             cache["speed"] = cache.get("speed") or on_disk.get("speed")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        tmp.replace(path)
+        text = json.dumps(cache, indent=1, sort_keys=True)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def key(dataset: str, method: str, seed: int, budget: float) -> str:
@@ -350,7 +369,7 @@ def versus_unet(runs: dict, sets: list[str], methods: list[str], budget: float) 
     ]
 
     def ap50(dataset: str, method: str, seed: str) -> float | None:
-        run = runs.get(f"{dataset}|{method}|{seed}|{0 if method == 'rf' else budget:g}")
+        run = runs.get(key(dataset, method, int(seed), 0 if method == "rf" else budget))
         return None if run is None else run["ap50"]
 
     for dataset in sets:

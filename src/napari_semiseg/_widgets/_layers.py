@@ -108,6 +108,17 @@ class _Update:
     received: float
 
 
+def _place(layer: Any, update: Any) -> None:
+    """Give ``layer`` the update's translate and scale, assigning only what changed.
+
+    Each assignment refreshes the layer (tens of ms in software GL).
+    """
+    if tuple(layer.translate[-2:]) != tuple(update.translate):
+        layer.translate = update.translate
+    if tuple(layer.scale[-2:]) != tuple(update.scale):
+        layer.scale = update.scale
+
+
 def _same(old: Any, new: Any) -> bool:
     if isinstance(new, list):
         return (
@@ -250,8 +261,7 @@ class LayerSync:
         self._applied_at[update.name] = time.perf_counter()
         if layer is not None and _same(self._applied_data.get(update.name), data):
             self.n_skipped += 1
-            if tuple(layer.translate[-2:]) != update.translate:
-                layer.translate = update.translate
+            _place(layer, update)
             return
         self._applied_data[update.name] = data
         if layer is None or type(layer).__name__.lower() != update.layer.kind:
@@ -299,11 +309,7 @@ class LayerSync:
 
     def _replace(self, layer: Any, update: _Update) -> None:
         spec = update.layer
-        # each assignment refreshes the layer (tens of ms in software GL): only on change
-        if tuple(layer.translate[-2:]) != tuple(update.translate):
-            layer.translate = update.translate
-        if tuple(layer.scale[-2:]) != tuple(update.scale):
-            layer.scale = update.scale
+        _place(layer, update)
         if spec.kind == "shapes":
             layer.data = (spec.data, "rectangle") if spec.data else []
         elif spec.kind == "points":
