@@ -1,10 +1,13 @@
 import numpy as np
+import pytest
 from tests._synthetic import disks
 
 from napari_semiseg.data.annotations import instance_borders
 from napari_semiseg.inference.postprocess import (
+    PostprocessConfig,
     fill_object_holes,
     instances_from_probabilities,
+    object_scores,
     remove_small_objects,
 )
 
@@ -64,3 +67,26 @@ def test_seedless_foreground_is_not_an_object_and_growth_is_limited():
     assert out.max() == 1
     assert out[:, 31:].max() == 0
     assert np.sum(out == 1) < np.sum(labels == 1) + 60
+
+
+def test_objects_without_evidence_are_dropped_after_prior_correction():
+    # A confident cell, and a blob where a class-balanced network only leans to
+    # "cell" (p_bg 0.2): with cell pixels weighted 8x more than background in
+    # training, the corrected cell probability of the blob is 0.8/8 / (0.1 + 0.2) = 1/3.
+    labels = disks(shape=(40, 60), centres=((20, 12), (20, 45)), radius=7)
+    probs = _probabilities(labels)
+    blob = labels == 2
+    probs[:, blob] = np.array([0.2, 0.6, 0.2])[:, None]
+    prior = np.array([0.5, 4.0])
+    plain = instances_from_probabilities(probs, median_area=150)
+    assert plain.max() == 2  # without the prior both are objects
+    out = instances_from_probabilities(probs, median_area=150, prior_weights=prior)
+    assert out.max() == 1
+    assert out[labels == 1].min() == 1
+    assert out[blob].max() == 0
+    scores = object_scores(plain, probs, prior)
+    assert scores.min() == pytest.approx(1 / 3, abs=0.02)
+    assert scores.max() > 0.99
+    # the filter can be switched off
+    keep = PostprocessConfig(min_object_score=0.0)
+    assert instances_from_probabilities(probs, 150, keep, prior).max() == 2

@@ -7,6 +7,13 @@ class is a thin ring); foreground that no seed reaches is dropped; objects
 smaller than a fraction of the median annotated cell area are removed and
 holes are filled. No largest-connected-component step: that
 suits organs, not cells.
+
+When the network was trained with the class-balanced loss, each object gets a
+score: its mean foreground probability after undoing the class-balance prior
+(see :func:`object_scores`). Objects scoring below ``min_object_score`` are
+dropped: they are where the network has no evidence and only the up-weighted
+cell classes speak (large empty areas unlike the annotated background). The
+outlines themselves come from the probabilities as trained.
 """
 
 from __future__ import annotations
@@ -46,6 +53,10 @@ class PostprocessConfig:
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
         Fill holes inside objects.
+    min_object_score : float
+        Objects whose prior-corrected mean foreground probability (see
+        :func:`object_scores`) is below this are removed; only applies when
+        prior weights are given. 0 = keep all.
     """
 
     foreground_threshold: float = 0.5
@@ -55,6 +66,7 @@ class PostprocessConfig:
     max_growth: float = 4.0
     keep_orphans: bool = False
     fill_holes: bool = True
+    min_object_score: float = 0.5
 
 
 def remove_small_objects(labels: np.ndarray, min_size: float) -> np.ndarray:
@@ -124,10 +136,55 @@ def fill_object_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
+def object_scores(
+    labels: np.ndarray, probabilities: np.ndarray, prior_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean prior-corrected foreground probability of every object.
+
+    With the class-balanced loss, a network estimates ``p_w(c) ∝ w_c p(c)``.
+    The corrected foreground probability is
+    ``(p_fg / w_fg) / (p_fg / w_fg + p_bg / w_bg)`` with ``p_fg = 1 - p_bg``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids 0..N.
+    probabilities : numpy.ndarray
+        ``(K, Y, X)`` softmax output, class 0 = background.
+    prior_weights : numpy.ndarray, optional
+        ``(2,)`` mean loss weights of background and cell pixels (see
+        :func:`napari_semiseg.data.weights.prior_weights`); None = no correction.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` scores in [0, 1], for ids 1..N.
+
+    Examples
+    --------
+    >>> p = np.zeros((3, 1, 2)); p[0] = 0.2; p[1] = 0.8
+    >>> object_scores(np.array([[1, 1]]), p, np.array([0.5, 4.0])).round(3)
+    array([0.333])
+    """
+    n = int(labels.max())
+    if n == 0:
+        return np.zeros(0)
+    background = probabilities[BACKGROUND].astype(np.float64)
+    foreground = 1.0 - background
+    if prior_weights is not None:
+        w_bg, w_fg = (float(w) for w in prior_weights)
+        foreground = foreground / w_fg
+        foreground = foreground / np.maximum(foreground + background / w_bg, 1e-12)
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=n + 1)[1:]
+    return sums / np.maximum(counts, 1)  # ids without pixels score 0
+
+
 def instances_from_probabilities(
     probabilities: np.ndarray,
     median_area: float = 0.0,
     config: PostprocessConfig | None = None,
+    prior_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance masks from background/interior/border probabilities.
 
@@ -139,6 +196,9 @@ def instances_from_probabilities(
         Median area of the annotated cells; 0 disables size filtering.
     config : PostprocessConfig, optional
         Thresholds and size fractions.
+    prior_weights : numpy.ndarray, optional
+        ``(2,)`` mean loss weights of background and cell pixels the network
+        was trained with; enables the object score filter.
 
     Returns
     -------
@@ -159,6 +219,9 @@ def instances_from_probabilities(
         if n_orphans:
             labels = np.where(orphans > 0, orphans + labels.max(), labels)
     labels = remove_small_objects(labels.astype(np.int32), config.min_size_fraction * median_area)
+    if prior_weights is not None and config.min_object_score > 0 and labels.max() > 0:
+        weak = object_scores(labels, probabilities, prior_weights) < config.min_object_score
+        labels[np.concatenate([[False], weak])[labels]] = 0
     if config.fill_holes:
         labels = fill_object_holes(labels)
     labels, _, _ = relabel_sequential(labels)
