@@ -243,6 +243,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _claim_alive(line: str) -> bool:
+    """Whether a ``key pid`` claim line belongs to a running worker (junk lines do not)."""
+    pid = line.rsplit(" ", 1)[-1]
+    return " " in line and pid.isdigit() and _alive(int(pid))
+
+
 def claim(path: Path, k: str) -> bool:
     """Reserve run ``k`` for this worker; False if cached or taken by a live worker.
 
@@ -253,7 +259,7 @@ def claim(path: Path, k: str) -> bool:
     with _locked(path):
         runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
         lines = claims_file.read_text().splitlines() if claims_file.exists() else []
-        live = [line for line in lines if _alive(int(line.rsplit(" ", 1)[1]))]
+        live = [line for line in lines if _claim_alive(line)]
         if k in runs or any(line.rsplit(" ", 1)[0] == k for line in live):
             return False
         claims_file.write_text("\n".join([*live, f"{k} {os.getpid()}"]) + "\n")

@@ -129,3 +129,25 @@ def test_batch_previews_go_right_of_the_image(viewer):
     layer = viewer.layers[live_layer_name("sample_image", "batch")]
     np.testing.assert_allclose(layer.translate, (0, 80 + BATCH_GAP))
     assert layer.data.shape == (32, 32)
+
+
+def test_live_layers_do_not_take_the_users_selection(viewer):
+    from napari_semiseg._widgets._layers import LIVE_INSTANCES, LayerSync
+
+    image = viewer.add_image(np.zeros((40, 50)))
+    cells = viewer.add_labels(np.zeros((40, 50), np.int32), name="cells")
+    assert viewer.layers.selection.active is cells
+    sync = LayerSync(viewer, min_interval=0, images=[image])
+    sync.handle(
+        _event(
+            1,
+            instances=np.ones((40, 50), np.int32),
+            foreground=np.full((40, 50), 0.5, np.float32),
+        )
+    )
+    assert sync.flush() == 2
+    assert LIVE_INSTANCES in viewer.layers
+    assert viewer.layers.selection.active is cells
+    assert viewer.layers._activate_on_insert  # napari's default is back
+    added = viewer.add_labels(np.zeros((4, 4), np.int32))
+    assert viewer.layers.selection.active is added

@@ -119,6 +119,28 @@ def _place(layer: Any, update: Any) -> None:
         layer.scale = update.scale
 
 
+@contextlib.contextmanager
+def _keep_selection(viewer: Any):
+    """Add layers without making them the active layer.
+
+    The user keeps the layer they are annotating selected while training adds
+    live layers, and napari skips switching the layer controls (tens of ms per
+    layer in software GL).
+    """
+    layers = viewer.layers
+    active = layers.selection.active
+    flag = getattr(layers, "_activate_on_insert", None)  # private in napari: guard it
+    if flag is not None:
+        layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        if flag is not None:
+            layers._activate_on_insert = flag
+        if active is not None and layers.selection.active is not active and active in layers:
+            layers.selection.active = active
+
+
 def _same(old: Any, new: Any) -> bool:
     if isinstance(new, list):
         return (
@@ -297,7 +319,8 @@ class LayerSync:
                 **common,
             ),
         }
-        return adders[kind]()
+        with _keep_selection(self.viewer):
+            return adders[kind]()
 
     @staticmethod
     def _image_style(spec: PreviewLayer) -> dict[str, Any]:
