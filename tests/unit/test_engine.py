@@ -78,8 +78,6 @@ def test_checkpoint_round_trip_and_resume(toy_data, tiny_config, tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.median_cell_area == pytest.approx(toy_data.median_cell_area())
     assert loaded.train_config.model == tiny_config.model
-    np.testing.assert_allclose(loaded.method.prior_weights, toy_data.prior_weights())
-    assert loaded.method.prior_weights[1] > loaded.method.prior_weights[0]  # cells are rarer
     x = torch.from_numpy(toy_data.images[0].image[None])
     with torch.no_grad():
         result.model.method.eval()

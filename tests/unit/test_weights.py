@@ -3,12 +3,7 @@ import pytest
 from tests._synthetic import disks
 
 from napari_semiseg.data.annotations import IGNORE, semantic_target
-from napari_semiseg.data.weights import (
-    border_distances,
-    class_balance,
-    prior_weights,
-    unet_weight_map,
-)
+from napari_semiseg.data.weights import border_distances, class_balance, unet_weight_map
 
 
 def test_class_balance_mean_is_one_over_known():
@@ -59,15 +54,3 @@ def test_training_config_weight_parameters_reach_the_data(toy_data, tiny_config)
     after = toy_data.images[0].weight
     assert toy_data.w0 == 0.0
     assert after.max() < before.max()
-
-
-def test_prior_weights_pool_images_by_known_pixels():
-    # image a: 6 background, 2 cell pixels (1 interior, 1 border); image b: 2 bg, 2 interior
-    a = np.array([[0, 0, 0, 0, 0, 0, 1, 2, IGNORE]], np.uint8)
-    b = np.array([[0, 0, 1, 1]], np.uint8)
-    wa, wb = class_balance(a), class_balance(b)
-    expected_bg = (6 * wa[0] + 2 * wb[0]) / 8
-    expected_cell = (wa[1] + wa[2] + 2 * wb[1]) / 4
-    np.testing.assert_allclose(prior_weights([a, b]), [expected_bg, expected_cell])
-    # no known background: no correction
-    assert prior_weights([np.array([[1, 2]], np.uint8)]).tolist() == [1.0, 1.0]

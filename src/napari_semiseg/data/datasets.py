@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import SemisegInputError
 from .annotations import BACKGROUND, IGNORE, cell_areas, check_labels, known_mask, semantic_target
 from .images import Normalization, prepare_image
-from .weights import prior_weights, unet_weight_map
+from .weights import unet_weight_map
 
 
 @dataclass
@@ -222,13 +222,6 @@ class TrainingData:
             [cell_areas(im.labels) for im in self.images if im.labels is not None]
         )
         return float(np.median(areas)) if areas.size else 0.0
-
-    def prior_weights(self) -> np.ndarray:
-        """Mean class-balance weight of background and cell pixels, ``(2,)``.
-
-        See :func:`napari_semiseg.data.weights.prior_weights`.
-        """
-        return prior_weights([im.target for im in self.images if im.target is not None])
 
     def summary(self) -> dict[str, int | float]:
         """Counts shown to the user: images, annotated images, cells, known pixels."""

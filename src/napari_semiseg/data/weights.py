@@ -49,50 +49,6 @@ def class_balance(target: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
     return weights
 
 
-def prior_weights(targets: list[np.ndarray], n_classes: int = N_CLASSES) -> np.ndarray:
-    """Mean class-balance weight of a background pixel and of a cell pixel.
-
-    A network trained with the class-balanced loss learns the posterior under
-    the reweighted class prior: where the image gives it no evidence (e.g. a
-    large empty area unlike any annotated background) it leans towards the
-    up-weighted cell classes. Dividing its probabilities by these weights
-    undoes that prior (post-hoc prior correction, as in logit adjustment);
-    post-processing uses it to score objects (see
-    :func:`~napari_semiseg.inference.postprocess.object_scores`).
-
-    Parameters
-    ----------
-    targets : list of numpy.ndarray
-        ``(Y, X)`` class ids (255 = unknown) of the annotated images, each
-        balanced on its own as in :func:`unet_weight_map`.
-    n_classes : int
-        Number of classes; every class but 0 is a cell class.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2,)`` float: mean ``w_c`` over the known background pixels and over
-        the known cell (interior and border) pixels; ``[1, 1]`` without both.
-
-    Examples
-    --------
-    >>> prior_weights([np.array([[0, 0, 0, 1]])], 2)
-    array([0.66666667, 2.        ])
-    """
-    totals, counts = np.zeros(2), np.zeros(2)
-    for target in targets:
-        known = target[target != IGNORE].ravel()
-        if known.size == 0:
-            continue
-        per_class = np.bincount(known, minlength=n_classes)[:n_classes].astype(np.float64)
-        weighted = per_class * class_balance(target, n_classes)
-        totals += (weighted[0], weighted[1:].sum())
-        counts += (per_class[0], per_class[1:].sum())
-    if np.any(counts == 0):
-        return np.ones(2)
-    return totals / counts
-
-
 def border_distances(labels: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Distances to the nearest and second-nearest cell, within ``margin`` of each cell.
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from .._version import __version__
@@ -195,13 +194,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
             str(path),
         ) from exc
     method.eval()
-    metadata = dict(payload.get("metadata", {}))
-    prior = metadata.get("prior_weights")
-    method.prior_weights = None if prior is None else np.asarray(prior, dtype=np.float64)
     return LoadedModel(
         method=method,
         train_config=TrainConfig.from_dict(payload["train_config"]),
         normalization=Normalization(**payload.get("normalization", {})),
-        metadata=metadata,
+        metadata=dict(payload.get("metadata", {})),
         optimizer_state=payload.get("optimizer"),
     )

@@ -170,7 +170,6 @@ class _Trainer:
                 self.optimizer.load_state_dict(optimizer_state)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.median_area = data.median_cell_area()
-        self.method.prior_weights = data.prior_weights() if self.method.class_balanced else None
         self.method.on_training_data(data.summary())
 
     @property
@@ -190,9 +189,6 @@ class _Trainer:
     def metadata(self, steps: int) -> dict[str, Any]:
         return {
             "median_cell_area": self.median_area,
-            "prior_weights": (
-                None if self.method.prior_weights is None else self.method.prior_weights.tolist()
-            ),
             "steps": steps,
             "data_summary": self.data.summary(),
             "image_names": [im.name for im in self.data.images][:1000],
@@ -256,7 +252,7 @@ class _Trainer:
         self.method.train()
         if "instances" not in arrays and "probabilities" in arrays:
             arrays["instances"] = instances_from_probabilities(
-                arrays["probabilities"], self.median_area, prior_weights=self.method.prior_weights
+                arrays["probabilities"], self.median_area
             )
         if first and item.weight is not None:
             arrays["weight_map"] = item.weight[window].copy()

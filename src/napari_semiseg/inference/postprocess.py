@@ -1,19 +1,13 @@
 """From class probabilities to instance masks (METHODS.md S13).
 
-Seeds are the connected components of the confident cell interior; a seeded
+Seeds are the connected components of the confident cell interior (a seed
+must also reach a high peak: see ``min_seed_peak``); a seeded
 watershed on the interior probability grows them over the foreground
 (interior + border), at most a few pixels beyond the interior (the border
 class is a thin ring); foreground that no seed reaches is dropped; objects
 smaller than a fraction of the median annotated cell area are removed and
 holes are filled. No largest-connected-component step: that
 suits organs, not cells.
-
-When the network was trained with the class-balanced loss, each object gets a
-score: its mean foreground probability after undoing the class-balance prior
-(see :func:`object_scores`). Objects scoring below ``min_object_score`` are
-dropped: they are where the network has no evidence and only the up-weighted
-cell classes speak (large empty areas unlike the annotated background). The
-outlines themselves come from the probabilities as trained.
 """
 
 from __future__ import annotations
@@ -36,7 +30,15 @@ class PostprocessConfig:
     foreground_threshold : float
         A pixel is a cell when ``1 - p_background`` exceeds this.
     interior_threshold : float
-        Seeds are where ``p_interior`` exceeds this.
+        Seeds are where ``p_interior`` exceeds this. Above 1/2: where a network
+        has no evidence (large empty areas far from any annotation, never
+        supervised) it outputs about the class-balanced prior, roughly
+        (0.2, 0.5, 0.3) for (background, interior, border), and a threshold of
+        0.5 turns that plateau into thousands of false objects.
+    min_seed_peak : float
+        Seeds whose highest ``p_interior`` is below this are dropped: a cell the
+        network recognises has a confident core, a plateau of doubt has not.
+        0 = keep all seeds.
     min_size_fraction : float
         Objects smaller than this fraction of the median annotated cell area are
         removed (0.2 in METHODS.md).
@@ -53,20 +55,16 @@ class PostprocessConfig:
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
         Fill holes inside objects.
-    min_object_score : float
-        Objects whose prior-corrected mean foreground probability (see
-        :func:`object_scores`) is below this are removed; only applies when
-        prior weights are given. 0 = keep all.
     """
 
     foreground_threshold: float = 0.5
-    interior_threshold: float = 0.5
+    interior_threshold: float = 0.6
+    min_seed_peak: float = 0.9
     min_size_fraction: float = 0.2
     min_seed_fraction: float = 0.05
     max_growth: float = 4.0
     keep_orphans: bool = False
     fill_holes: bool = True
-    min_object_score: float = 0.5
 
 
 def remove_small_objects(labels: np.ndarray, min_size: float) -> np.ndarray:
@@ -97,6 +95,42 @@ def remove_small_objects(labels: np.ndarray, min_size: float) -> np.ndarray:
     small[0] = False
     labels[small[labels]] = 0
     return labels
+
+
+def remove_weak_seeds(seeds: np.ndarray, interior: np.ndarray, min_peak: float) -> np.ndarray:
+    """Set seeds whose highest interior probability is below ``min_peak`` to 0 (in place).
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        ``(Y, X)`` int seed ids (0 = none).
+    interior : numpy.ndarray
+        ``(Y, X)`` interior probability.
+    min_peak : float
+        Lowest peak a seed must reach; 0 keeps all.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same ``seeds`` array.
+
+    Examples
+    --------
+    >>> seeds = np.array([[1, 1, 0, 2, 2]])
+    >>> p = np.array([[0.7, 0.95, 0.0, 0.7, 0.8]])
+    >>> remove_weak_seeds(seeds, p, 0.9)
+    array([[1, 1, 0, 0, 0]])
+    """
+    n = int(seeds.max())
+    if min_peak <= 0 or n == 0:
+        return seeds
+    inside = seeds > 0
+    peaks = np.zeros(n + 1, dtype=np.float64)
+    np.maximum.at(peaks, seeds[inside], interior[inside])
+    weak = peaks < min_peak
+    weak[0] = False
+    seeds[weak[seeds]] = 0
+    return seeds
 
 
 def fill_object_holes(labels: np.ndarray) -> np.ndarray:
@@ -136,55 +170,10 @@ def fill_object_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def object_scores(
-    labels: np.ndarray, probabilities: np.ndarray, prior_weights: np.ndarray | None = None
-) -> np.ndarray:
-    """Mean prior-corrected foreground probability of every object.
-
-    With the class-balanced loss, a network estimates ``p_w(c) ∝ w_c p(c)``.
-    The corrected foreground probability is
-    ``(p_fg / w_fg) / (p_fg / w_fg + p_bg / w_bg)`` with ``p_fg = 1 - p_bg``.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        ``(Y, X)`` instance ids 0..N.
-    probabilities : numpy.ndarray
-        ``(K, Y, X)`` softmax output, class 0 = background.
-    prior_weights : numpy.ndarray, optional
-        ``(2,)`` mean loss weights of background and cell pixels (see
-        :func:`napari_semiseg.data.weights.prior_weights`); None = no correction.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(N,)`` scores in [0, 1], for ids 1..N.
-
-    Examples
-    --------
-    >>> p = np.zeros((3, 1, 2)); p[0] = 0.2; p[1] = 0.8
-    >>> object_scores(np.array([[1, 1]]), p, np.array([0.5, 4.0])).round(3)
-    array([0.333])
-    """
-    n = int(labels.max())
-    if n == 0:
-        return np.zeros(0)
-    background = probabilities[BACKGROUND].astype(np.float64)
-    foreground = 1.0 - background
-    if prior_weights is not None:
-        w_bg, w_fg = (float(w) for w in prior_weights)
-        foreground = foreground / w_fg
-        foreground = foreground / np.maximum(foreground + background / w_bg, 1e-12)
-    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=n + 1)[1:]
-    return sums / np.maximum(counts, 1)  # ids without pixels score 0
-
-
 def instances_from_probabilities(
     probabilities: np.ndarray,
     median_area: float = 0.0,
     config: PostprocessConfig | None = None,
-    prior_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance masks from background/interior/border probabilities.
 
@@ -196,9 +185,6 @@ def instances_from_probabilities(
         Median area of the annotated cells; 0 disables size filtering.
     config : PostprocessConfig, optional
         Thresholds and size fractions.
-    prior_weights : numpy.ndarray, optional
-        ``(2,)`` mean loss weights of background and cell pixels the network
-        was trained with; enables the object score filter.
 
     Returns
     -------
@@ -210,6 +196,7 @@ def instances_from_probabilities(
     foreground = (1.0 - probabilities[BACKGROUND]) > config.foreground_threshold
     seeds, _ = ndi.label((interior > config.interior_threshold) & foreground)
     seeds = remove_small_objects(seeds, config.min_seed_fraction * median_area)
+    seeds = remove_weak_seeds(seeds, interior, config.min_seed_peak)
     mask = foreground
     if config.max_growth > 0 and seeds.any():
         mask = foreground & (ndi.distance_transform_edt(seeds == 0) <= config.max_growth)
@@ -219,9 +206,6 @@ def instances_from_probabilities(
         if n_orphans:
             labels = np.where(orphans > 0, orphans + labels.max(), labels)
     labels = remove_small_objects(labels.astype(np.int32), config.min_size_fraction * median_area)
-    if prior_weights is not None and config.min_object_score > 0 and labels.max() > 0:
-        weak = object_scores(labels, probabilities, prior_weights) < config.min_object_score
-        labels[np.concatenate([[False], weak])[labels]] = 0
     if config.fill_holes:
         labels = fill_object_holes(labels)
     labels, _, _ = relabel_sequential(labels)

@@ -193,7 +193,5 @@ def segment(
     if custom is not None:
         return (yield from custom(image, median_area, tiling, postprocess))
     probabilities = yield from predict_probabilities(method, image, tiling)
-    instances = instances_from_probabilities(
-        probabilities, median_area, postprocess, getattr(method, "prior_weights", None)
-    )
+    instances = instances_from_probabilities(probabilities, median_area, postprocess)
     return Segmentation(instances, {"probabilities": probabilities})

@@ -130,9 +130,6 @@ class Method(abc.ABC):
         self.progress = 0.0
         #: Arrays worth showing from the last training step (e.g. mixed inputs).
         self.batch_previews: dict[str, np.ndarray] = {}
-        #: ``(2,)`` mean loss weights of background and cell pixels when the loss is
-        #: class-balanced (set by the engine, stored in the model file), else None.
-        self.prior_weights: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -192,14 +189,6 @@ class Method(abc.ABC):
         """Class logits ``(B, K, Y, X)`` for images ``(B, C, Y, X)``."""
 
     # -- optional hooks ------------------------------------------------------------
-    @property
-    def class_balanced(self) -> bool:
-        """Whether the supervised loss weights classes by inverse frequency (w_c of S2).
-
-        Then post-processing corrects for that prior (see :attr:`prior_weights`).
-        """
-        return False
-
     def parameters_to_optimize(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
         """Parameters (or parameter groups with their own ``lr``) the engine optimises."""
         params: list[nn.Parameter] = []

@@ -118,11 +118,6 @@ class MeanTeacherBCP(Method):
         self._area = 0.0
         self._self_training: bool | None = None
 
-    @property
-    def class_balanced(self) -> bool:
-        """The supervised cross-entropy uses the U-Net weight map (class balance included)."""
-        return bool(self.config.use_weight_map)
-
     def networks(self) -> dict[str, nn.Module]:
         """Student and EMA teacher (the teacher stays in eval mode: no dropout, averaged BN)."""
         return {"model": self.model, "teacher_ema": self.teacher_ema}

@@ -77,11 +77,6 @@ class SupervisedUNet(Method):
         super().__init__(config, model_config, in_channels, device)
         self.model = UNet(in_channels, self.n_classes, model_config)
 
-    @property
-    def class_balanced(self) -> bool:
-        """The supervised cross-entropy uses the U-Net weight map (class balance included)."""
-        return bool(self.config.use_weight_map)
-
     def networks(self) -> dict[str, nn.Module]:
         """The single U-Net."""
         return {"model": self.model}
