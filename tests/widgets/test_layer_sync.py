@@ -41,6 +41,8 @@ def test_preview_arrays_become_layers_at_the_window_offset(viewer):
     labels = viewer.layers[LIVE_INSTANCES]
     assert labels.__class__.__name__ == "Labels"
     np.testing.assert_array_equal(labels.data, instances)
+    assert not labels.editable  # replaced at every preview: corrections go elsewhere
+    assert labels.opacity == 0.5
     # image translate + offset * scale, image scale
     np.testing.assert_allclose(labels.translate, (10 + 60, 20 + 80))
     np.testing.assert_allclose(labels.scale, (2, 2))
