@@ -146,12 +146,17 @@ def run_method(task: Task, method: str, seed: int, budget: float, full: bool = F
     pixels = 0
     for image in task.images:
         prepared = prepare_image(image, norm=model.normalization)
-        masks.append(run(segment(model.method, prepared, model.median_cell_area)).instances)
+        masks.append(
+            run(
+                segment(model.method, prepared, model.median_cell_area, None, model.postprocess())
+            ).instances
+        )
         pixels += prepared.shape[1] * prepared.shape[2]
     predicted = time.perf_counter() - started
     return {
         **score(task, masks),
         "steps": result.steps,
+        "annotated_confidence": model.annotated_confidence,
         "steps_per_s": result.steps / max(trained, 1e-9),
         "train_s": trained,
         "predict_mpix_per_s": pixels / 1e6 / max(predicted, 1e-9),

@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             model.method.config = dataclasses.replace(
                 model.method.config, score_threshold=threshold
             )
-        masks = [run(segment(model.method, p, model.median_cell_area)).instances for p in prepared]
+        masks = [
+            run(
+                segment(model.method, p, model.median_cell_area, None, model.postprocess())
+            ).instances
+            for p in prepared
+        ]
         scores = fewlabels.score(task, masks)
         line = {
             "set": args.set_name, "method": args.method, "settings": settings,

@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     masks = []
     for image in task.images:
         prepared = prepare_image(image, norm=model.normalization)
-        masks.append(run(segment(model.method, prepared, model.median_cell_area)).instances)
+        masks.append(
+            run(
+                segment(model.method, prepared, model.median_cell_area, None, model.postprocess())
+            ).instances
+        )
     scores = fewlabels.score(task, masks)
     tail = result.history[-20:]
     terms = {k: round(float(np.mean([h[k] for h in tail])), 3) for k in tail[-1] if k != "step"}

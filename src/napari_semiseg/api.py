@@ -292,7 +292,11 @@ def segment_array(
         ``(Y, X)`` int32 instance ids.
     """
     prepared = prepare_image(image, channel_axis, model.normalization, source)
-    result = run(segment(model.method, prepared, model.median_cell_area, tiling, postprocess))
+    result = run(
+        segment(
+            model.method, prepared, model.median_cell_area, tiling, model.postprocess(postprocess)
+        )
+    )
     return result.instances
 
 

@@ -77,6 +77,11 @@ def test_checkpoint_round_trip_and_resume(toy_data, tiny_config, tmp_path):
     _, result = _events(train(toy_data, tiny_config, out=path))
     loaded = load_checkpoint(path)
     assert loaded.median_cell_area == pytest.approx(toy_data.median_cell_area())
+    # the model's confidence on its annotated cells is measured and kept
+    confidence = loaded.annotated_confidence
+    assert confidence == pytest.approx(result.model.annotated_confidence)
+    assert 0.0 < confidence <= 1.0
+    assert loaded.postprocess().min_seed_peak == pytest.approx(0.9 * max(confidence, 0.5))
     assert loaded.train_config.model == tiny_config.model
     x = torch.from_numpy(toy_data.images[0].image[None])
     with torch.no_grad():

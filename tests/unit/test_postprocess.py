@@ -1,9 +1,11 @@
 import numpy as np
+import pytest
 from tests._synthetic import disks
 
 from napari_semiseg.data.annotations import instance_borders
 from napari_semiseg.inference.postprocess import (
     PostprocessConfig,
+    annotated_confidence,
     fill_object_holes,
     instances_from_probabilities,
     remove_small_objects,
@@ -90,3 +92,18 @@ def test_plateau_of_doubt_and_weak_seeds_give_no_objects():
     assert instances_from_probabilities(probs, 110, keep_all).max() > 3  # what the defaults avoid
     weak = remove_weak_seeds(np.array([[1, 0, 2]]), np.array([[0.95, 1.0, 0.6]]), 0.9)
     assert weak.tolist() == [[1, 0, 0]]
+
+
+def test_thresholds_follow_the_confidence_of_the_model():
+    labels = disks(shape=(40, 60), centres=((20, 15), (20, 45)), radius=7)
+    probs = _probabilities(labels)
+    # a model unsure everywhere: its cells peak at 0.75 (an early EMA teacher)
+    probs = 0.25 / 3 + 0.75 * probs
+    assert instances_from_probabilities(probs, 150).max() == 0  # lost to fixed thresholds
+    confidence = annotated_confidence([probs[1]], [labels])
+    assert confidence == pytest.approx(0.75 + 0.25 / 3)
+    calibrated = PostprocessConfig().for_confidence(confidence)
+    assert instances_from_probabilities(probs, 150, calibrated).max() == 2
+    assert PostprocessConfig().for_confidence(None) == PostprocessConfig()
+    assert PostprocessConfig().for_confidence(0.1).interior_threshold == pytest.approx(0.3)
+    assert annotated_confidence([probs[1]], [np.zeros_like(labels)]) is None

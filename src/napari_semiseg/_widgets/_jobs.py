@@ -126,7 +126,9 @@ def predict_job(
     results = []
     for index, (name, raw) in enumerate(images):
         image = prepare_image(raw, None, model.normalization, source=name)
-        segmentation = segment(model.method, image, model.median_cell_area, tiling)
+        segmentation = segment(
+            model.method, image, model.median_cell_area, tiling, model.postprocess()
+        )
         while True:
             try:
                 tile = next(segmentation)

@@ -18,6 +18,7 @@ import torch
 from .._version import __version__
 from ..data.images import Normalization
 from ..errors import ModelFileError
+from ..inference.postprocess import PostprocessConfig
 from ..io._files import atomic_write
 from ..models import UNetConfig
 from .config import TrainConfig
@@ -57,6 +58,27 @@ class LoadedModel:
     def median_cell_area(self) -> float:
         """Median area of the annotated cells the model was trained on."""
         return float(self.metadata.get("median_cell_area", 0.0))
+
+    @property
+    def annotated_confidence(self) -> float | None:
+        """Median peak interior probability of the model on its annotated cells."""
+        value = self.metadata.get("annotated_confidence")
+        return None if value is None else float(value)
+
+    def postprocess(self, config: PostprocessConfig | None = None) -> PostprocessConfig:
+        """Post-processing thresholds scaled to this model's confidence.
+
+        Parameters
+        ----------
+        config : PostprocessConfig, optional
+            Base thresholds (default: :class:`PostprocessConfig`).
+
+        Returns
+        -------
+        PostprocessConfig
+            See :meth:`PostprocessConfig.for_confidence`.
+        """
+        return (config or PostprocessConfig()).for_confidence(self.annotated_confidence)
 
     @property
     def in_channels(self) -> int:

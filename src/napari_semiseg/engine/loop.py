@@ -23,7 +23,11 @@ import torch
 from ..data.datasets import TrainingData
 from ..data.sampling import PatchSampler, SamplerConfig
 from ..errors import SemisegInputError
-from ..inference.postprocess import instances_from_probabilities
+from ..inference.postprocess import (
+    PostprocessConfig,
+    annotated_confidence,
+    instances_from_probabilities,
+)
 from .checkpoint import LoadedModel, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, resolve_device
@@ -170,6 +174,8 @@ class _Trainer:
                 self.optimizer.load_state_dict(optimizer_state)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.median_area = data.median_cell_area()
+        #: Median peak interior probability on the annotated cells (None: unknown).
+        self.confidence: float | None = None
         self.method.on_training_data(data.summary())
 
     @property
@@ -189,6 +195,7 @@ class _Trainer:
     def metadata(self, steps: int) -> dict[str, Any]:
         return {
             "median_cell_area": self.median_area,
+            "annotated_confidence": self.confidence,
             "steps": steps,
             "data_summary": self.data.summary(),
             "image_names": [im.name for im in self.data.images][:1000],
@@ -241,8 +248,7 @@ class _Trainer:
         return min(max(index, 0), len(self.data.images) - 1)
 
     @torch.no_grad()
-    def image_preview(self, step: int, first: bool) -> PreviewUpdated:
-        index = self.preview_index()
+    def _window_preview(self, index: int) -> tuple[tuple[slice, slice], dict[str, np.ndarray]]:
         window = _preview_window(self.data, index, self.config.preview_size)
         item = self.data.images[index]
         x = torch.from_numpy(np.ascontiguousarray(item.image[(slice(None), *window)]))
@@ -250,9 +256,45 @@ class _Trainer:
         with autocast(self.device, self._amp):
             arrays = self.method.preview(x[None].to(self.device))
         self.method.train()
+        return window, arrays
+
+    @staticmethod
+    def _cells_and_interior(
+        item: Any, window: tuple[slice, slice], arrays: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        probabilities = arrays.get("probabilities")
+        if item.labels is None or probabilities is None:
+            return None
+        cells = item.labels[window]
+        if probabilities.shape[-2:] != cells.shape or not cells.any():
+            return None
+        return probabilities[1], cells
+
+    def calibrate(self, max_images: int = 8) -> float | None:
+        """Measure :attr:`confidence` on windows of up to ``max_images`` annotated images."""
+        interiors, cells = [], []
+        annotated = [i for i, im in enumerate(self.data.images) if im.is_annotated]
+        for index in annotated[:max_images]:
+            window, arrays = self._window_preview(index)
+            pair = self._cells_and_interior(self.data.images[index], window, arrays)
+            if pair is not None:
+                interiors.append(pair[0])
+                cells.append(pair[1])
+        if interiors:
+            self.confidence = annotated_confidence(interiors, cells)
+        return self.confidence
+
+    def image_preview(self, step: int, first: bool) -> PreviewUpdated:
+        index = self.preview_index()
+        item = self.data.images[index]
+        window, arrays = self._window_preview(index)
+        pair = self._cells_and_interior(item, window, arrays)
+        if pair is not None:
+            self.confidence = annotated_confidence([pair[0]], [pair[1]])
         if "instances" not in arrays and "probabilities" in arrays:
+            postprocess = PostprocessConfig().for_confidence(self.confidence)
             arrays["instances"] = instances_from_probabilities(
-                arrays["probabilities"], self.median_area
+                arrays["probabilities"], self.median_area, postprocess
             )
         if first and item.weight is not None:
             arrays["weight_map"] = item.weight[window].copy()
@@ -359,6 +401,7 @@ def train(
             reason = "time_budget"
             break
     steps = trainer.start_step + done
+    trainer.calibrate()
     method.eval()
     if out is not None:
         checkpoint_path = _save(trainer, out, steps)
