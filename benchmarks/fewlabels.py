@@ -44,13 +44,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_semiseg.api import make_config
+from napari_semiseg.api import make_config, segment_array
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
 from napari_semiseg.engine import train
 from napari_semiseg.evaluation import evaluate
-from napari_semiseg.inference import run, segment
+from napari_semiseg.inference import run
 from napari_semiseg.inference.postprocess import PostprocessConfig, instances_from_probabilities
 from napari_semiseg.io import atomic_write
 from napari_semiseg.methods import METHODS
@@ -145,13 +145,8 @@ def run_method(task: Task, method: str, seed: int, budget: float, full: bool = F
     masks = []
     pixels = 0
     for image in task.images:
-        prepared = prepare_image(image, norm=model.normalization)
-        masks.append(
-            run(
-                segment(model.method, prepared, model.median_cell_area, None, model.postprocess())
-            ).instances
-        )
-        pixels += prepared.shape[1] * prepared.shape[2]
+        masks.append(segment_array(model, image))
+        pixels += image.shape[0] * image.shape[1]
     predicted = time.perf_counter() - started
     return {
         **score(task, masks),

@@ -28,10 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
-from napari_semiseg.api import make_config
-from napari_semiseg.data.images import prepare_image
+from napari_semiseg.api import make_config, segment_array
 from napari_semiseg.engine import train
-from napari_semiseg.inference import run, segment
+from napari_semiseg.inference import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,19 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     result = run(train(fewlabels.training_data(task), config))
     trained = time.perf_counter() - started
     model = result.model
-    prepared = [prepare_image(image, norm=model.normalization) for image in task.images]
     thresholds = [float(t) for t in args.thresholds.split(",") if t] or [None]
     for threshold in thresholds:
         if threshold is not None:
             model.method.config = dataclasses.replace(
                 model.method.config, score_threshold=threshold
             )
-        masks = [
-            run(
-                segment(model.method, p, model.median_cell_area, None, model.postprocess())
-            ).instances
-            for p in prepared
-        ]
+        masks = [segment_array(model, image) for image in task.images]
         scores = fewlabels.score(task, masks)
         line = {
             "set": args.set_name, "method": args.method, "settings": settings,

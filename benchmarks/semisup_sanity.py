@@ -26,10 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
-from napari_semiseg.api import make_config
-from napari_semiseg.data.images import prepare_image
+from napari_semiseg.api import make_config, segment_array
 from napari_semiseg.engine import train
-from napari_semiseg.inference import run, segment
+from napari_semiseg.inference import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     model = result.model
     masks = []
     for image in task.images:
-        prepared = prepare_image(image, norm=model.normalization)
-        masks.append(
-            run(
-                segment(model.method, prepared, model.median_cell_area, None, model.postprocess())
-            ).instances
-        )
+        masks.append(segment_array(model, image))
     scores = fewlabels.score(task, masks)
     tail = result.history[-20:]
     terms = {k: round(float(np.mean([h[k] for h in tail])), 3) for k in tail[-1] if k != "step"}
