@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -48,7 +49,7 @@ from napari_semiseg.api import make_config, segment_array
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
-from napari_semiseg.engine import train
+from napari_semiseg.engine import TrainConfig, train
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import run
 from napari_semiseg.inference.postprocess import PostprocessConfig, instances_from_probabilities
@@ -126,8 +127,19 @@ def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
     return evaluate(masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER)
 
 
-def run_method(task: Task, method: str, seed: int, budget: float, full: bool = False) -> dict:
-    """Train one method with a time budget, predict every image, score."""
+def run_method(
+    task: Task,
+    method: str,
+    seed: int,
+    budget: float,
+    full: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> dict:
+    """Train one method with a time budget, predict every image, score.
+
+    ``settings`` maps dotted config fields (``"augment.min_contrast"``,
+    ``"method_config.confidence_threshold"``, ``"lr"``) to values, for variants.
+    """
     data = training_data(task, full)
     config = make_config(
         method=method,
@@ -137,6 +149,8 @@ def run_method(task: Task, method: str, seed: int, budget: float, full: bool = F
         device="auto",
         preview_every=0,
     )
+    if settings:
+        config = apply_settings(config, settings)
     started = time.perf_counter()
     result = run(train(data, config))
     trained = time.perf_counter() - started
@@ -156,6 +170,37 @@ def run_method(task: Task, method: str, seed: int, budget: float, full: bool = F
         "train_s": trained,
         "predict_mpix_per_s": pixels / 1e6 / max(predicted, 1e-9),
     }
+
+
+def apply_settings(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """Return ``config`` with dotted fields replaced (see :func:`run_method`)."""
+    values = config.to_dict()
+    for name, value in settings.items():
+        *parents, leaf = name.split(".")
+        target = values
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                raise ValueError(f"--set {name}: {part!r} is not a config section")
+            target = target[part]
+        in_method = parents[:1] == ["method_config"]
+        if not in_method and leaf not in target:
+            raise ValueError(f"--set {name}: no such config field")
+        target[leaf] = value
+    return TrainConfig.from_dict(values)
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["a.b=0.2", "c=true"]`` -> ``{"a.b": 0.2, "c": True}`` (values read as JSON)."""
+    settings = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            settings[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[name.strip()] = text
+    return settings
 
 
 #: Post-processing of the forest: seeds at p_interior > 0.5, no peak rule. A
@@ -310,8 +355,7 @@ def table(cache: dict, budget: float) -> str:
     """Markdown: AP50 / mean AP / Dice per set and method, mean ± std over seeds."""
     runs = cache["runs"]
     sets = [s for s in SETS if any(k.startswith(s + "|") for k in runs)]
-    order = ["rf", *METHODS, "ceiling"]
-    methods = [m for m in order if any(f"|{m}|" in k for k in runs)]
+    methods = _labels(runs)
     lines = [
         f"Time budget {budget:g} s per training run; mean ± std over seeds (n = seeds run).",
         "",
@@ -366,6 +410,16 @@ def table(cache: dict, budget: float) -> str:
     return "\n".join(lines)
 
 
+def _labels(runs: dict) -> list[str]:
+    """Method labels present in ``runs``: known methods first, each followed by its variants."""
+    present = {k.split("|")[1] for k in runs}
+    order = []
+    for base in ["rf", *METHODS, "ceiling"]:
+        order += [base] if base in present else []
+        order += sorted(m for m in present if m.startswith(base + "+"))
+    return order
+
+
 def versus_unet(runs: dict, sets: list[str], methods: list[str], budget: float) -> list[str]:
     """Markdown: each method against the few-label U-Net, on the seeds both ran.
 
@@ -392,7 +446,7 @@ def versus_unet(runs: dict, sets: list[str], methods: list[str], budget: float) 
             {k.split("|")[2] for k in runs if k.startswith(f"{dataset}|unet|")}, key=int
         )
         for method in methods:
-            if method in ("unet", "ceiling"):
+            if method in ("unet", "ceiling") or method.startswith("ceiling+"):
                 continue
             pairs = [
                 (ap50(dataset, method, seed), ap50(dataset, "unet", seed), seed) for seed in seeds
@@ -442,9 +496,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE, help="results file (JSON)")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config change for a variant, e.g. augment.min_contrast=0.2 (needs --variant)",
+    )
+    parser.add_argument(
+        "--variant", help="label of a variant: results are stored as METHOD+VARIANT"
+    )
+    parser.add_argument(
         "--threads", type=int, help="torch threads per run (1 when two workers share 2 cores)"
     )
     args = parser.parse_args(argv)
+    try:
+        settings = parse_settings(args.set)
+    except ValueError as error:
+        parser.error(str(error))
+    if bool(settings) != bool(args.variant):
+        parser.error("--set and --variant go together (a variant is stored under its own name)")
+    if args.variant and "rf" in args.methods.split(","):
+        parser.error("--variant changes the network's training; drop 'rf' from --methods")
     if args.threads:
         import torch
 
@@ -475,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for seed in (int(s) for s in args.seeds.split(",")):
                 for method in methods:
-                    k = key(dataset, method, seed, 0 if method == "rf" else args.budget)
+                    label = f"{method}+{args.variant}" if args.variant else method
+                    k = key(dataset, label, seed, 0 if method == "rf" else args.budget)
                     if not args.force and (k in cache["runs"] or not claim(args.cache, k)):
                         continue
                     started = time.perf_counter()
@@ -488,13 +561,16 @@ def main(argv: list[str] | None = None) -> int:
                             seed,
                             args.budget,
                             full=method == "ceiling",
+                            settings=settings,
                         )
+                        if settings:
+                            result["settings"] = settings
                     result["wall_s"] = time.perf_counter() - started
                     result["threads"] = _threads()
                     cache["runs"][k] = result
                     save_cache(cache, args.cache)
                     print(
-                        f"  seed {seed} {method:>14}: AP50 {result['ap50']:.3f}  mAP "
+                        f"  seed {seed} {label:>14}: AP50 {result['ap50']:.3f}  mAP "
                         f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
                         f"({result['wall_s']:.0f} s)",
                         flush=True,

@@ -112,6 +112,58 @@ def test_updates_are_coalesced_and_spread_over_event_loop_turns(viewer, qtbot):
     assert viewer.layers[LIVE_INSTANCES].data.max() == 6
 
 
+def test_new_layers_wait_for_the_worker_to_hold(viewer, qtbot):
+    """Layers are created only while the training thread waits; updates need no hold."""
+    from napari_semiseg._widgets._layers import LIVE_FOREGROUND, LIVE_INSTANCES, LayerSync
+
+    calls = []
+    worker = {"waits": False}
+
+    def hold():
+        calls.append("hold")
+        return worker["waits"]
+
+    sync = LayerSync(viewer, min_interval=0)
+    sync.hold, sync.release = hold, lambda: calls.append("release")
+    sync.handle(
+        _event(
+            1,
+            instances=np.ones((16, 16), np.int32),
+            foreground=np.full((16, 16), 0.5, np.float32),
+        )
+    )
+    qtbot.wait(150)  # several polls: the worker has not reached a step boundary yet
+    assert calls.count("hold") >= 2
+    assert "release" not in calls
+    assert LIVE_INSTANCES not in viewer.layers
+    assert LIVE_FOREGROUND not in viewer.layers
+    worker["waits"] = True
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert LIVE_INSTANCES in viewer.layers
+    assert LIVE_FOREGROUND in viewer.layers
+    assert calls[-1] == "release"
+    assert calls.count("release") == 1
+    # replacing data needs no hold
+    calls.clear()
+    sync.handle(_event(2, instances=np.full((16, 16), 2, np.int32)))
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert viewer.layers[LIVE_INSTANCES].data.max() == 2
+    assert calls == []
+
+
+def test_a_worker_that_never_holds_delays_a_new_layer_only_until_the_timeout(viewer, qtbot):
+    from napari_semiseg._widgets._layers import LIVE_INSTANCES, LayerSync
+
+    released = []
+    sync = LayerSync(viewer, min_interval=0)
+    sync.hold, sync.release = (lambda: False), (lambda: released.append(True))
+    sync.hold_timeout = 0.1
+    sync.handle(_event(1, instances=np.ones((16, 16), np.int32)))
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert LIVE_INSTANCES in viewer.layers
+    assert released == [True]
+
+
 def test_batch_previews_go_right_of_the_image(viewer):
     from napari_semiseg._widgets._layers import BATCH_GAP, LayerSync, live_layer_name
 
@@ -153,3 +205,28 @@ def test_live_layers_do_not_take_the_users_selection(viewer):
     assert viewer.layers._activate_on_insert  # napari's default is back
     added = viewer.add_labels(np.zeros((4, 4), np.int32))
     assert viewer.layers.selection.active is added
+
+
+def test_layer_changes_keep_their_distance_from_other_expensive_gui_work(viewer, qtbot):
+    from napari_semiseg._widgets._layers import LIVE_INSTANCES, LayerSync
+    from napari_semiseg._widgets._pace import GuiPace
+
+    pace = GuiPace(gap=0.4)
+    pace.mark()  # e.g. the loss plot has just drawn
+    sync = LayerSync(viewer, min_interval=0, pace=pace)
+    sync.handle(_event(1, instances=np.ones((16, 16), np.int32)))
+    qtbot.wait(150)
+    assert sync.pending == [LIVE_INSTANCES]  # the event loop gets its turn first
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert LIVE_INSTANCES in viewer.layers
+    assert pace.wait() > 0  # and the layer change is recorded for the others
+
+
+def test_gui_pace_counts_the_gap_from_the_last_mark():
+    from napari_semiseg._widgets._pace import GuiPace
+
+    pace = GuiPace(gap=10.0)
+    assert pace.wait() == 0.0
+    pace.mark()
+    assert 9.0 < pace.wait() <= 10.0
+    assert GuiPace(gap=0.0).wait() == 0.0

@@ -172,3 +172,21 @@ def test_loss_plot_blits_curves_and_redraws_only_when_axes_change(qtbot):
     assert plot.n_draws == draws + 1
     assert plot.axes.get_xlim()[1] >= 40
     assert np.isnan(plot.values["ce"][-1])  # a term missing at a step is a gap
+
+
+def test_loss_plot_waits_a_tick_after_other_expensive_gui_work(qtbot):
+    from napari_semiseg._widgets._pace import GuiPace
+    from napari_semiseg._widgets._plot import LossPlot
+
+    pace = GuiPace(gap=0.5)
+    plot = LossPlot(redraw_interval=0.05, pace=pace)
+    qtbot.addWidget(plot)
+    plot.resize(320, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    pace.mark()  # a live layer was just created
+    plot.add(1, {"loss": 2.0})
+    qtbot.wait(200)
+    assert plot._dirty  # still waiting for the gap
+    qtbot.waitUntil(lambda: not plot._dirty, timeout=3000)
+    assert pace.wait() > 0  # its own update is recorded too

@@ -50,3 +50,28 @@ def test_closing_the_viewer_stops_the_worker(sample_viewer, make_widget, qtbot):
     qtbot.waitUntil(lambda: not job.is_running, timeout=30_000)
     qtbot.waitUntil(lambda: session.closed, timeout=5_000)
     assert session.model is None
+
+
+def test_live_layers_are_created_while_training_waits_at_a_step(
+    sample_viewer, make_widget, qtbot
+):
+    from napari_semiseg._widgets._runner import ThreadRunner
+
+    widget = make_widget(sample_viewer, runner=ThreadRunner(torch_threads=1))
+    widget.train.config_overrides.update(steps=12, preview_every=0.2)
+    sync = widget.train.sync
+    sync.hold_timeout = 60.0  # never create a layer without the hold in this test
+    paused_at_creation = []
+    add = sync._add
+
+    def recording_add(update):
+        paused_at_creation.append(widget.session.job.is_paused)
+        return add(update)
+
+    sync._add = recording_add
+    assert widget.train.start()
+    qtbot.waitUntil(lambda: not widget.session.busy, timeout=60_000)
+    assert paused_at_creation
+    assert all(paused_at_creation)
+    assert widget.train.last_result.steps == 12  # the hold was released every time
+    assert not widget.train._held

@@ -20,6 +20,7 @@ from qtpy.QtCore import QObject, QTimer
 
 from ..data.previews import PreviewLayer, preview_layers
 from ..engine.events import PreviewUpdated
+from ._pace import GuiPace
 
 # -- annotation layers of one image: "<image name> <role>" ---------------------
 CELLS = "cells"
@@ -189,7 +190,23 @@ class LayerSync:
         Training image layers by ``image_index`` (for placing the previews).
     parent : QObject, optional
         Owner of the timer (the timer dies with it).
+    pace : GuiPace, optional
+        Shared with the other expensive GUI work (the loss plot), so that
+        two of them never run in one event-loop pass.
+
+    Notes
+    -----
+    Creating a layer costs 90-140 ms of GUI-thread time in software GL, more
+    while the training thread competes for the interpreter. With ``hold`` and
+    ``release`` set, the sync first asks the worker to wait at its next yield
+    (a step boundary), creates the new layers one per event-loop turn, then
+    lets the worker go on. ``hold()`` returns whether the worker is waiting
+    (or there is none); after :attr:`hold_timeout` seconds the layer is
+    created anyway.
     """
+
+    #: Milliseconds between two checks whether the worker has stopped at a yield.
+    HOLD_POLL_MS = 20
 
     def __init__(
         self,
@@ -197,8 +214,10 @@ class LayerSync:
         min_interval: float = 1.0,
         images: Sequence = (),
         parent: QObject | None = None,
+        pace: GuiPace | None = None,
     ) -> None:
         self.viewer = viewer
+        self.pace = pace or GuiPace()
         self.min_interval = min_interval
         self.images: list[Any] = list(images)
         self._pending: dict[str, _Update] = {}
@@ -210,6 +229,13 @@ class LayerSync:
         self.closed = False
         #: Whether to show the arrays of training batches (off: fewer layer updates).
         self.show_batches = False
+        #: Ask the worker to wait at its next yield; returns whether it waits.
+        self.hold: Callable[[], bool] | None = None
+        #: Let a held worker go on.
+        self.release: Callable[[], None] | None = None
+        #: Seconds to wait for a held worker before creating the layer anyway.
+        self.hold_timeout = 3.0
+        self._hold_since: float | None = None
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer_timeout)
@@ -258,13 +284,42 @@ class LayerSync:
     def _on_timer_timeout(self) -> None:
         if self.closed or not viewer_alive(self.viewer):
             return
+        wait = self.pace.wait()
+        if wait > 0:
+            self._timer.start(int(wait * 1000) + 1)
+            return
         now = time.perf_counter()
         due = [u for u in self._pending.values() if self._due_in(u.name, now) <= 0]
         if due:
             update = min(due, key=lambda u: u.received)
+            if self._creates(update) and not self._worker_waits(now):
+                self._timer.start(self.HOLD_POLL_MS)
+                return
             del self._pending[update.name]
             self._apply(update)
+            self.pace.mark()
+        if not any(self._creates(u) for u in self._pending.values()):
+            self._let_go()
         self._schedule()
+
+    def _creates(self, update: _Update) -> bool:
+        """Whether applying ``update`` adds a layer (rather than replacing data)."""
+        layer = self.layer(update.name)
+        return layer is None or type(layer).__name__.lower() != update.layer.kind
+
+    def _worker_waits(self, now: float) -> bool:
+        """Hold the worker for a layer creation; whether it is waiting (or to go ahead)."""
+        if self.hold is None:
+            return True
+        if self._hold_since is None:
+            self._hold_since = now
+        return self.hold() or now - self._hold_since > self.hold_timeout
+
+    def _let_go(self) -> None:
+        if self._hold_since is not None:
+            self._hold_since = None
+            if self.release is not None:
+                self.release()
 
     def flush(self) -> int:
         """Apply every pending update now (end of training, tests); returns how many."""
@@ -272,12 +327,14 @@ class LayerSync:
         pending, self._pending = list(self._pending.values()), {}
         for update in pending:
             self._apply(update)
+        self._let_go()
         return len(pending)
 
     def clear(self) -> None:
         """Drop pending updates and accept no more (closing)."""
         self.closed = True
         self._pending.clear()
+        self._let_go()
         with contextlib.suppress(RuntimeError):  # the timer may be deleted already
             self._timer.stop()
 
@@ -306,7 +363,7 @@ class LayerSync:
             _place(layer, update)
             return
         self._applied_data[update.name] = data
-        if layer is None or type(layer).__name__.lower() != update.layer.kind:
+        if self._creates(update):
             self._layers[update.name] = self._add(update)
         else:
             self._replace(layer, update)

@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from ._pace import GuiPace
+
 #: napari's dark theme colours.
 BACKGROUND, FOREGROUND = "#262930", "#d1d2d4"
 
@@ -28,10 +30,21 @@ class LossPlot(QWidget):
     ----------
     redraw_interval : float
         Seconds between updates of the canvas while new values arrive.
+    parent : QWidget, optional
+        Owner.
+    pace : GuiPace, optional
+        Shared with the live layers: an update waits for the next tick when
+        other expensive GUI work has just run.
     """
 
-    def __init__(self, redraw_interval: float = 2.0, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        redraw_interval: float = 2.0,
+        parent: QWidget | None = None,
+        pace: GuiPace | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.pace = pace or GuiPace()
         self.figure = Figure(figsize=(3.2, 2.0), facecolor=BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(160)
@@ -97,8 +110,9 @@ class LossPlot(QWidget):
     def _on_timer_timeout(self) -> None:
         if not self._dirty:
             self._timer.stop()
-        elif self.isVisible():  # hidden (another tab): updated when shown again
+        elif self.isVisible() and not self.pace.wait():  # hidden: updated when shown
             self.update_plot()
+            self.pace.mark()
 
     def showEvent(self, event: Any) -> None:
         """Catch up on values that arrived while hidden."""

@@ -33,6 +33,7 @@ from ._forms import form_values, method_form, training_settings
 from ._jobs import training_job
 from ._layers import LayerSync
 from ._messages import notify_error, notify_info
+from ._pace import GuiPace
 from ._plot import LossPlot
 from ._reading import snapshot
 from ._session import Session
@@ -59,7 +60,10 @@ class TrainWidget(QWidget):
         self.session = session
         #: TrainConfig fields that override the form (scripts, tests, benchmarks).
         self.config_overrides: dict[str, Any] = {}
-        self.sync = LayerSync(session.viewer, parent=self)
+        self.pace = GuiPace()
+        self.sync = LayerSync(session.viewer, parent=self, pace=self.pace)
+        self.sync.hold, self.sync.release = self._hold_worker, self._release_worker
+        self._held = False
         self.control: TrainingControl | None = None
         self.last_result: Any = None
         self._paused = False
@@ -67,7 +71,7 @@ class TrainWidget(QWidget):
         self._build_method(layout)
         self._build_settings(layout)
         self._build_controls(layout)
-        self.plot = LossPlot(parent=self)
+        self.plot = LossPlot(parent=self, pace=self.pace)
         layout.addWidget(self.plot)
         layout.addStretch(1)
         self._connect()
@@ -223,6 +227,25 @@ class TrainWidget(QWidget):
         self._paused = not self._paused
         self._update_buttons()
 
+    def _hold_worker(self) -> bool:
+        """Pause training at its next step while a live layer is created; whether it waits."""
+        job = self.session.job
+        if job is None or not job.is_running or self.session.job_kind != TRAINING:
+            return True
+        if not self._paused and not self._held:
+            job.pause()
+            self._held = True
+        return job.is_paused
+
+    def _release_worker(self) -> None:
+        """Let training go on after :meth:`_hold_worker` (unless the user paused it)."""
+        if not self._held:
+            return
+        self._held = False
+        job = self.session.job
+        if job is not None and job.is_running and not self._paused:
+            job.resume()
+
     def _on_stop_clicked(self) -> None:
         if self.control is not None:
             self.control.stop()
@@ -271,6 +294,7 @@ class TrainWidget(QWidget):
     def _on_worker_finished(self) -> None:
         self.control = None
         self._paused = False
+        self._held = False
         self.plot.stop()
 
     # -- state ---------------------------------------------------------------------------
