@@ -52,9 +52,7 @@ def test_closing_the_viewer_stops_the_worker(sample_viewer, make_widget, qtbot):
     assert session.model is None
 
 
-def test_live_layers_are_created_while_training_waits_at_a_step(
-    sample_viewer, make_widget, qtbot
-):
+def test_live_layers_are_created_while_training_waits_at_a_step(sample_viewer, make_widget, qtbot):
     from napari_semiseg._widgets._runner import ThreadRunner
 
     widget = make_widget(sample_viewer, runner=ThreadRunner(torch_threads=1))
