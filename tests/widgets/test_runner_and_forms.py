@@ -102,6 +102,44 @@ def test_thread_runner_restores_torch_threads(qtbot):
     assert torch.get_num_threads() == before
 
 
+def _slow(n, seconds):
+    import time
+
+    for i in range(n):
+        time.sleep(seconds)
+        yield i
+    return "done"
+
+
+def test_resume_cancels_a_pause_not_yet_reached(qtbot):
+    """A pause asked for and taken back before the next yield must not stick."""
+    from napari_semiseg._widgets._runner import SyncRunner, ThreadRunner
+
+    log, callbacks = _recorder()
+    jobs = []
+
+    def pause_and_resume(value):
+        log.append(value)
+        if value == 1:
+            jobs[0].pause()
+            jobs[0].resume()
+
+    callbacks["on_yielded"] = pause_and_resume
+    job = SyncRunner().start(_counting, 4, on_started=jobs.append, **callbacks)
+    assert not job.is_paused
+    assert log[-1] == ("finished", None)
+
+    log, callbacks = _recorder()
+    jobs = []
+    ThreadRunner(torch_threads=1).start(_slow, 3, 0.3, on_started=jobs.append, **callbacks)
+    job = jobs[0]
+    job.pause()  # the worker is inside its first 0.3 s step: not paused yet
+    assert not job.is_paused
+    job.resume()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=10_000)
+    assert ("returned", "done") in log
+
+
 @dataclasses.dataclass(frozen=True)
 class _Config:
     lr: float = 1e-3

@@ -126,8 +126,16 @@ class ThreadJob:
         self.worker.pause()
 
     def resume(self) -> None:
-        """Resume a paused worker."""
-        self.worker.resume()
+        """Resume a paused worker, or cancel a pause it has not reached yet.
+
+        superqt's ``resume`` ignores a pause that is requested but not yet
+        reached: the worker would stop at its next yield and never go on.
+        """
+        worker = self.worker
+        if hasattr(worker, "_pause_requested"):  # private in superqt: guard it
+            worker._pause_requested = False
+        if worker.is_paused:
+            worker.resume()
 
     def quit(self) -> None:
         """Abandon the job at its next yield (its return value is lost)."""
@@ -214,7 +222,8 @@ class SyncJob:
         self._pause_requested = True
 
     def resume(self) -> None:
-        """Continue iterating (synchronously) after a pause."""
+        """Continue iterating (synchronously) after a pause, or cancel a pending one."""
+        self._pause_requested = False
         if self._paused:
             self._paused = False
             self.run()

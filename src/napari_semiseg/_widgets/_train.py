@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QGroupBox,
@@ -244,6 +245,15 @@ class TrainWidget(QWidget):
         self._held = False
         job = self.session.job
         if job is not None and job.is_running and not self._paused:
+            job.resume()
+            # a pause reached in the instant of the resume would stay: look again
+            QTimer.singleShot(200, self._resume_if_stuck)
+
+    def _resume_if_stuck(self) -> None:
+        job = self.session.job
+        if job is None or self._paused or self._held or not job.is_running:
+            return
+        if job.is_paused:
             job.resume()
 
     def _on_stop_clicked(self) -> None:
