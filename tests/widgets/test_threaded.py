@@ -73,3 +73,53 @@ def test_live_layers_are_created_while_training_waits_at_a_step(sample_viewer, m
     assert all(paused_at_creation)
     assert widget.train.last_result.steps == 12  # the hold was released every time
     assert not widget.train._held
+
+
+class _FakeJob:
+    """A job whose pause is reached at once (or, with ``lag``, only after a resume)."""
+
+    def __init__(self, lag=False):
+        self.is_running = True
+        self.is_paused = False
+        self.lag = lag
+        self.calls = []
+
+    def pause(self):
+        self.calls.append("pause")
+        self.is_paused = not self.lag
+
+    def resume(self):
+        self.calls.append("resume")
+        if self.lag:  # the pause lands in the instant of the resume and sticks
+            self.is_paused = True
+            self.lag = False
+        else:
+            self.is_paused = False
+
+
+def test_hold_respects_the_users_pause_and_a_late_pause_is_undone(viewer, make_widget, qtbot):
+    from napari_semiseg._widgets._train import TRAINING
+
+    train = make_widget(viewer).train
+    session = train.session
+    session.job, session.job_kind = _FakeJob(), TRAINING
+    assert train._hold_worker()  # paused at once
+    train._release_worker()
+    assert session.job.calls == ["pause", "resume"]
+    assert not session.job.is_paused
+
+    session.job = _FakeJob()
+    train._paused = True  # the user pressed Pause: the hold neither pauses nor resumes
+    session.job.is_paused = True
+    assert train._hold_worker()
+    train._release_worker()
+    assert session.job.calls == []
+    train._paused = False
+
+    session.job = job = _FakeJob(lag=True)
+    assert not train._hold_worker()  # asked, not reached yet
+    train._release_worker()
+    assert job.is_paused  # the pause landed after the resume
+    qtbot.waitUntil(lambda: not job.is_paused, timeout=2000)  # looked at again, resumed
+    assert job.calls == ["pause", "resume", "resume"]
+    session.job = None
