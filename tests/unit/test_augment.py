@@ -77,3 +77,23 @@ def test_known_bias(toy_data):
     rng = np.random.default_rng(0)
     centres = [sampler.labelled_batch(rng, 1)["target"][0, 8, 8] for _ in range(30)]
     assert np.mean([c != 255 for c in centres]) > 0.8
+
+
+def test_min_contrast_scales_patches_by_a_factor_in_range():
+    from napari_semiseg.data.augment import jitter_intensity
+
+    image = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(1, 8, 8)
+    off = AugmentConfig(intensity=0.0, gamma=0.0, noise=0.0)
+    np.testing.assert_array_equal(jitter_intensity(np.random.default_rng(0), image, off), image)
+    dim = AugmentConfig(intensity=0.0, gamma=0.0, noise=0.0, min_contrast=0.2)
+    factors = []
+    for seed in range(200):
+        out = jitter_intensity(np.random.default_rng(seed), image, dim)
+        factor = out[0, -1, -1] / image[0, -1, -1]
+        np.testing.assert_allclose(out, image * factor, rtol=1e-5, atol=1e-6)  # one factor
+        factors.append(factor)
+    factors = np.array(factors)
+    assert factors.min() >= 0.2 - 1e-6
+    assert factors.max() <= 1.0 + 1e-6
+    assert factors.min() < 0.3  # the dim end is reached
+    assert np.median(factors) < 0.6  # log-uniform: median sqrt(0.2) ~ 0.45

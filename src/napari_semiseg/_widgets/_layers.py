@@ -196,8 +196,9 @@ class LayerSync:
 
     Notes
     -----
-    Creating a layer costs 90-140 ms of GUI-thread time in software GL, more
-    while the training thread competes for the interpreter. With ``hold`` and
+    Creating a layer costs 85-190 ms of GUI-thread time in software GL plus
+    45-130 ms of event processing after it (``benchmarks/layer_cost.py``),
+    more while the training thread competes for the interpreter. With ``hold`` and
     ``release`` set, the sync first asks the worker to wait at its next yield
     (a step boundary), creates the new layers one per event-loop turn, then
     lets the worker go on. ``hold()`` returns whether the worker is waiting
@@ -302,9 +303,12 @@ class LayerSync:
             self._let_go()
         self._schedule()
 
-    def _creates(self, update: _Update) -> bool:
-        """Whether applying ``update`` adds a layer (rather than replacing data)."""
-        layer = self.layer(update.name)
+    def _creates(self, update: _Update, layer: Any | None = None) -> bool:
+        """Whether applying ``update`` adds a layer (rather than replacing data).
+
+        ``layer`` is the current layer of that name when the caller has it.
+        """
+        layer = layer if layer is not None else self.layer(update.name)
         return layer is None or type(layer).__name__.lower() != update.layer.kind
 
     def _worker_waits(self, now: float) -> bool:
@@ -363,7 +367,7 @@ class LayerSync:
             _place(layer, update)
             return
         self._applied_data[update.name] = data
-        if self._creates(update):
+        if self._creates(update, layer):
             self._layers[update.name] = self._add(update)
         else:
             self._replace(layer, update)
