@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SemisegInputError
-from .annotations import BACKGROUND, IGNORE, cell_areas, check_labels, known_mask, semantic_target
+from .annotations import (
+    BACKGROUND,
+    IGNORE,
+    cell_areas,
+    cell_inradii,
+    check_labels,
+    known_mask,
+    semantic_target,
+)
 from .images import Normalization, prepare_image
 from .weights import unet_weight_map
 
@@ -223,6 +231,13 @@ class TrainingData:
         )
         return float(np.median(areas)) if areas.size else 0.0
 
+    def median_cell_inradius(self) -> float:
+        """Median inscribed radius of the annotated cells in pixels (see ``cell_inradii``)."""
+        radii = np.concatenate(
+            [cell_inradii(im.labels) for im in self.images if im.labels is not None] or [[]]
+        )
+        return float(np.median(radii)) if radii.size else 0.0
+
     def summary(self) -> dict[str, int | float]:
         """Counts shown to the user: images, annotated images, cells, known pixels."""
         known = sum(im.n_known for im in self.images)
@@ -238,6 +253,7 @@ class TrainingData:
             "background_pixels": background,
             "unknown_pixels": total - known,
             "median_cell_area": self.median_cell_area(),
+            "median_cell_inradius": self.median_cell_inradius(),
         }
 
 

@@ -21,12 +21,14 @@ gradient-norm clipping, when on, is computed over both together).
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.segmentation import relabel_sequential
 from torch import nn
 
 from ..data.annotations import BORDER, IGNORE, INTERIOR
@@ -38,6 +40,15 @@ from ..inference.proposals import (
     window_coordinates,
 )
 from ..inference.proposals import window_radius as _window_radius
+from ..inference.scale import (
+    FOREGROUND_LEVEL,
+    inscribed_radius,
+    resize_image,
+    resize_labels,
+    scale_factor,
+    scaled_shape,
+)
+from ..inference.tiling import TileDone, predict_tiled
 from ..losses import binary_cross_entropy, linear_soft_loss
 from ..losses.mutual import agreement_loss, confident_bce, inner_border, overlap_loss
 from ..losses.ppn import balanced_bce, instance_centroids, offset_loss, ppn_targets
@@ -119,6 +130,13 @@ class PPNAuxConfig(MethodConfig):
         default=0.0, metadata=_meta(0, 0.1, 1e-4, "main-model lr (0 = the training lr)")
     )
     aux_lr: float = field(default=1e-3, metadata=_meta(1e-5, 0.1, 1e-4, "auxiliary-net lr"))
+    rescale: bool = field(
+        default=True,
+        metadata={
+            "help": "predict each image resized so its cells look as large as the annotated "
+            "ones (size measured on the dense foreground)"
+        },
+    )
 
 
 class PPNAuxNet(Method):
@@ -184,6 +202,9 @@ class PPNAuxNet(Method):
         A model that already has one (training continued from a checkpoint)
         keeps it, and its grid stride: its heads were trained with them.
         """
+        inradius = float(summary.get("median_cell_inradius", 0.0) or 0.0)
+        if inradius > 0 and float(self.main.cell_inradius) <= 0:
+            self.main.cell_inradius.fill_(inradius)
         area = float(summary.get("median_cell_area", 0.0) or 0.0)
         if area <= 0:
             return
@@ -532,14 +553,70 @@ class PPNAuxNet(Method):
         was_training = any(net.training for net in self.networks().values())
         self.eval()
         try:
+            factor = 1.0
+            if self.config.rescale:
+                factor = yield from self.image_scale(image, tiling)
+            work = image
+            if factor != 1.0:
+                work = resize_image(image, scaled_shape(image.shape[1:], factor))
             instances, foreground = yield from segment_from_proposals(
-                self._propose_tile, image, self._window(radius)[1], self.main.multiple, tiling,
+                self._propose_tile, work, self._window(radius)[1], self.main.multiple, tiling,
                 self.config.merge_distance * radius, threshold,
                 postprocess.min_size_fraction * median_area, postprocess.fill_holes,
             )  # fmt: skip
         finally:
             self.train(was_training)
+        if factor != 1.0:
+            shape = image.shape[1:]
+            instances = relabel_sequential(resize_labels(instances, shape))[0].astype(np.int32)
+            foreground = resize_image(foreground[None], shape)[0]
         return Segmentation(instances, {"foreground": foreground})
+
+    def image_scale(self, image: np.ndarray, tiling=None) -> Generator[TileDone, None, float]:
+        """How many times larger the cells of ``image`` are than the annotated ones.
+
+        The dense foreground head (deep supervision of the backbone, so it
+        sees cells of any size as foreground) is thresholded at
+        ``FOREGROUND_LEVEL``; its inscribed radius (:mod:`..inference.scale`)
+        is compared with the annotated cells'. Models saved before the
+        reference radius existed, and images with too little foreground,
+        give 1 (no resizing).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(C, Y, X)`` float32 normalised image.
+        tiling : TilingConfig, optional
+            Tile size for the dense pass.
+
+        Yields
+        ------
+        TileDone
+            Progress of the dense pass.
+
+        Returns
+        -------
+        float
+            Factor by which to shrink the image (1 = keep; below 1 = enlarge).
+        """
+        reference = float(self.main.cell_inradius)
+        if reference <= 0:
+            return 1.0
+        device = self.device
+
+        def forward(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(batch).to(device)
+            with torch.no_grad():
+                dense = self.main(x).dense[:, None, : batch.shape[-2], : batch.shape[-1]]
+            return torch.sigmoid(dense.float()).cpu().numpy()
+
+        probability = yield from predict_tiled(
+            forward, image, 1, tiling, multiple=self.main.multiple
+        )
+        radius = inscribed_radius(
+            probability[0] > FOREGROUND_LEVEL, min_area=2.0 * math.pi * reference**2
+        )
+        return scale_factor(radius, reference)
 
 
 def _rampup(progress: float, warmup: float, length: float) -> float:

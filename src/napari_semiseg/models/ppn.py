@@ -103,8 +103,10 @@ class PPNNet(nn.Module):
     Notes
     -----
     The buffers ``cell_area`` (median area of the annotated cells, 0 until
-    known) and ``grid_stride`` are saved with the weights, so prediction uses
-    the size prior and grid the model was trained with.
+    known), ``cell_inradius`` (their median inscribed radius, the reference
+    of the per-image rescaling) and ``grid_stride`` are saved with the
+    weights, so prediction uses the size prior and grid the model was trained
+    with.
     """
 
     def __init__(
@@ -140,7 +142,14 @@ class PPNNet(nn.Module):
         self.controller = MaskController(widths[level], mask_channels, dynamic_hidden)
         self.dynamic_hidden = dynamic_hidden
         self.register_buffer("cell_area", torch.zeros(()))
+        self.register_buffer("cell_inradius", torch.zeros(()))
         self.register_buffer("grid_stride", torch.tensor(stride, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # model files written before ``cell_inradius`` existed: 0 = unknown
+        # (prediction then keeps every image at its own scale, as it did)
+        state_dict.setdefault(prefix + "cell_inradius", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def stride(self) -> int:
