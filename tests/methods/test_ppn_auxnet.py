@@ -9,6 +9,7 @@ from napari_semiseg.engine import TrainConfig, train
 from napari_semiseg.engine.loop import _to_tensors
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import TilingConfig, run, segment
+from napari_semiseg.inference.scale import resize_image, resize_labels
 from napari_semiseg.methods import METHODS, build_method
 from napari_semiseg.methods.ppn_auxnet import PPNAuxConfig, auto_stride
 from napari_semiseg.models import UNetConfig
@@ -127,3 +128,64 @@ def test_learns_to_find_touching_cells(toy_set, toy_data):
         instances = run(segment(model.method, image.image, model.median_cell_area)).instances
         assert abs(int(instances.max()) - int(truth.max())) <= 2
         assert evaluate(instances, truth)["ap50"] > 0.8
+
+
+def test_reference_radius_is_learnt_saved_and_optional(toy_data):
+    method = _method()
+    method.on_training_data(toy_data.summary())
+    reference = float(method.main.cell_inradius)
+    assert reference == pytest.approx(toy_data.median_cell_inradius()) and reference > 0
+    clone = _method()
+    clone.load_state_dict(method.state_dict())
+    clone.on_training_data({"median_cell_inradius": 99.0})  # continued training keeps it
+    assert float(clone.main.cell_inradius) == reference
+    # a model file from before the reference existed loads, and predicts unscaled
+    state = method.state_dict()
+    del state["main"]["cell_inradius"]
+    old = _method()
+    old.load_state_dict(state)
+    assert float(old.main.cell_inradius) == 0.0
+    image = toy_data.images[1].image
+    assert run(old.image_scale(image)) == 1.0
+
+
+def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
+    method = _method(score_threshold=0.2, cell_diameter=8.0)
+    image = np.ascontiguousarray(np.repeat(np.repeat(toy_data.images[1].image, 2, 1), 2, 2))
+    seen = []
+    propose = method._propose_tile
+    monkeypatch.setattr(method, "_propose_tile", lambda t: seen.append(t.shape) or propose(t))
+    monkeypatch.setattr(method, "image_scale", lambda im, tiling=None: (yield from ()) or 2.0)
+    tiling = TilingConfig(tile_size=512, halo=40, blend=0)
+    result = run(segment(method, image, 50.0, tiling))
+    assert result.instances.shape == result.maps["foreground"].shape == image.shape[1:]
+    assert seen and max(s[1] for s in seen) < image.shape[1]  # proposals ran on the half size
+    monkeypatch.undo()
+    # = segmenting the image shrunk by 2 at its own scale, masks enlarged back
+    shrunk = resize_image(image, (image.shape[1] // 2, image.shape[2] // 2))
+    direct = run(segment(method, shrunk, 50.0, tiling)).instances
+    assert direct.max() > 3
+    np.testing.assert_array_equal(result.instances, resize_labels(direct, image.shape[1:]))
+    off = _method(score_threshold=0.2, cell_diameter=8.0, rescale=False)
+    off.load_state_dict(method.state_dict())
+    off.main.cell_inradius.fill_(1.0)  # a tiny reference would ask for a large factor
+    assert run(off.image_scale(image)) > 1.0
+    assert run(segment(off, image, 50.0, tiling)).instances.shape == image.shape[1:]
+
+
+@pytest.mark.slow
+def test_finds_cells_twice_the_annotated_size(toy_set, toy_data):
+    config = TrainConfig(
+        method="ppn-auxnet", steps=120, model=UNetConfig(base_channels=8, depth=3, dropout=0.0),
+        batch_size=4, patch_size=48, lr=3e-3, device="cpu", preview_every=0, seed=0,
+    )  # fmt: skip
+    method = run(train(toy_data, config)).model.method
+    image = toy_data.images[1].image
+    big = np.ascontiguousarray(np.repeat(np.repeat(image, 2, 1), 2, 2))
+    truth = np.repeat(np.repeat(toy_set["truth"][1], 2, 0), 2, 1)
+    # the estimate follows the cells' size (its absolute level depends on how sharp
+    # the foreground maps are after a short run)
+    ratio = run(method.image_scale(big)) / run(method.image_scale(image))
+    assert ratio == pytest.approx(2.0, rel=0.3)
+    found = run(segment(method, big, 0.0)).instances
+    assert evaluate(found, truth)["ap50"] > 0.8

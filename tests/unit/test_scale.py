@@ -1,0 +1,83 @@
+"""Per-image cell scale: inscribed radius, factor, resizing (inference/scale.py)."""
+
+import numpy as np
+import pytest
+
+from napari_semiseg.data import TrainingData
+from napari_semiseg.data.annotations import cell_inradii
+from napari_semiseg.inference.scale import (
+    inscribed_radius,
+    resize_image,
+    resize_labels,
+    scale_factor,
+    scaled_shape,
+)
+
+
+def _disks(shape, centres, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for k, (cy, cx) in enumerate(centres, start=1):
+        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2) & (labels == 0)] = k
+    return labels
+
+
+@pytest.mark.parametrize("radius", [4, 9, 20])
+def test_inscribed_radius_of_disks_of_one_size(radius):
+    centres = [(y, x) for y in range(30, 200, 3 * radius + 10) for x in range(30, 200, 80)]
+    labels = _disks((240, 240), centres, radius)
+    assert inscribed_radius(labels > 0) == pytest.approx(radius, abs=1.0)
+    assert np.median(cell_inradii(labels)) == pytest.approx(radius, abs=1.0)
+
+
+def test_touching_cells_keep_the_radius_of_one_cell():
+    # a chain of touching disks is one foreground piece, yet its radius is one disk's
+    labels = _disks((80, 200), [(40, 30 + 18 * k) for k in range(8)], 10)
+    pieces = inscribed_radius(labels > 0)
+    assert pieces == pytest.approx(10, abs=1.0)
+    # per-cell radii treat the neighbour as outside
+    assert cell_inradii(labels).max() <= 10.5
+
+
+def test_small_fragments_weigh_by_their_area():
+    labels = _disks((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
+    foreground = labels > 0
+    foreground[::7, ::7] = True  # speckle: many one-pixel pieces
+    assert inscribed_radius(foreground) == pytest.approx(20, abs=1.0)
+
+
+def test_too_little_foreground_gives_no_estimate():
+    labels = _disks((64, 64), [(32, 32)], 5)
+    assert inscribed_radius(labels > 0, min_area=200) == 0.0
+    assert inscribed_radius(np.zeros((8, 8), bool)) == 0.0
+
+
+def test_scale_factor_dead_zone_and_limits():
+    assert scale_factor(20.0, 5.0) == 4.0
+    assert scale_factor(2.5, 5.0) == 0.5
+    assert scale_factor(5.0 * 1.2, 5.0) == 1.0  # not worth an interpolation
+    assert scale_factor(1.0, 5.0) == 0.5  # enlarging is capped (cost grows as 1/f^2)
+    assert scale_factor(500.0, 5.0) == 8.0
+    assert scale_factor(0.0, 5.0) == 1.0 and scale_factor(10.0, 0.0) == 1.0
+
+
+def test_resizing_round_trip_keeps_the_instances():
+    labels = _disks((90, 130), [(30, 30), (30, 52), (65, 100)], 12)
+    small = resize_labels(labels, scaled_shape(labels.shape, 2.0))
+    assert small.shape == (45, 65)
+    back = resize_labels(small, labels.shape)
+    assert back.shape == labels.shape
+    assert set(np.unique(back)) == {0, 1, 2, 3}
+    agree = np.mean(back == labels)
+    assert agree > 0.97
+    image = np.stack([labels.astype(np.float32), -labels.astype(np.float32)])
+    resized = resize_image(image, (45, 65))
+    assert resized.shape == (2, 45, 65) and resized.dtype == np.float32
+    np.testing.assert_allclose(resized[0], -resized[1])
+
+
+def test_training_data_reports_the_inscribed_radius():
+    labels = _disks((96, 96), [(30, 30), (30, 70), (70, 50)], 8)
+    data = TrainingData.from_arrays([np.random.default_rng(0).random((96, 96))], [labels], [None])
+    summary = data.summary()
+    assert summary["median_cell_inradius"] == pytest.approx(8, abs=1.0)
