@@ -134,7 +134,8 @@ def test_reference_radius_is_learnt_saved_and_optional(toy_data):
     method = _method()
     method.on_training_data(toy_data.summary())
     reference = float(method.main.cell_inradius)
-    assert reference == pytest.approx(toy_data.median_cell_inradius()) and reference > 0
+    assert reference == pytest.approx(toy_data.median_cell_inradius())
+    assert reference > 0
     clone = _method()
     clone.load_state_dict(method.state_dict())
     clone.on_training_data({"median_cell_inradius": 99.0})  # continued training keeps it
@@ -159,7 +160,8 @@ def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     tiling = TilingConfig(tile_size=512, halo=40, blend=0)
     result = run(segment(method, image, 50.0, tiling))
     assert result.instances.shape == result.maps["foreground"].shape == image.shape[1:]
-    assert seen and max(s[1] for s in seen) < image.shape[1]  # proposals ran on the half size
+    assert seen
+    assert max(s[1] for s in seen) < image.shape[1]
     monkeypatch.undo()
     # = segmenting the image shrunk by 2 at its own scale, masks enlarged back
     shrunk = resize_image(image, (image.shape[1] // 2, image.shape[2] // 2))

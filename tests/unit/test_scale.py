@@ -58,7 +58,8 @@ def test_scale_factor_dead_zone_and_limits():
     assert scale_factor(5.0 * 1.2, 5.0) == 1.0  # not worth an interpolation
     assert scale_factor(1.0, 5.0) == 0.5  # enlarging is capped (cost grows as 1/f^2)
     assert scale_factor(500.0, 5.0) == 8.0
-    assert scale_factor(0.0, 5.0) == 1.0 and scale_factor(10.0, 0.0) == 1.0
+    assert scale_factor(0.0, 5.0) == 1.0
+    assert scale_factor(10.0, 0.0) == 1.0
 
 
 def test_resizing_round_trip_keeps_the_instances():
@@ -72,7 +73,8 @@ def test_resizing_round_trip_keeps_the_instances():
     assert agree > 0.97
     image = np.stack([labels.astype(np.float32), -labels.astype(np.float32)])
     resized = resize_image(image, (45, 65))
-    assert resized.shape == (2, 45, 65) and resized.dtype == np.float32
+    assert resized.shape == (2, 45, 65)
+    assert resized.dtype == np.float32
     np.testing.assert_allclose(resized[0], -resized[1])
 
 
