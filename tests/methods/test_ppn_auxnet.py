@@ -13,6 +13,7 @@ from napari_semiseg.inference.scale import resize_image, resize_labels
 from napari_semiseg.methods import METHODS, build_method
 from napari_semiseg.methods.ppn_auxnet import PPNAuxConfig, auto_stride
 from napari_semiseg.models import UNetConfig
+from napari_semiseg.models.ppn import PPNOutput
 
 TINY = UNetConfig(base_channels=4, depth=2, dropout=0.0)
 
@@ -191,3 +192,27 @@ def test_finds_cells_twice_the_annotated_size(toy_set, toy_data):
     assert ratio == pytest.approx(2.0, rel=0.3)
     found = run(segment(method, big, 0.0)).instances
     assert evaluate(found, truth)["ap50"] > 0.8
+
+
+def test_uncovered_foreground_gets_a_proposal(monkeypatch):
+    # two touching 8 px disks, one proposal whose mask covers only the first
+    method = _method(cell_diameter=16.0, fill_gaps=True)
+    yy, xx = np.mgrid[:96, :96]
+    first = (yy - 48) ** 2 + (xx - 40) ** 2 <= 64
+    second = ((yy - 48) ** 2 + (xx - 55) ** 2 <= 64) & ~first
+    dense = torch.from_numpy(np.where(first | second, 6.0, -6.0)).float()[None]
+    out = PPNOutput(
+        score=torch.zeros(1, 24, 24), offsets=torch.zeros(1, 2, 24, 24),
+        params=torch.zeros(1, 1, 24, 24), mask_features=torch.zeros(1, 8, 96, 96), dense=dense,
+    )  # fmt: skip
+    monkeypatch.setattr(method, "aux", lambda x: torch.full((1, 2, 96, 96), -6.0))
+    r = method._window(8.0)[1]
+    box = (slice(48 - r, 49 + r), slice(40 - r, 41 + r))
+    centre = torch.tensor([[48.0, 40.0]], dtype=torch.float64)
+    x = torch.zeros(1, 1, 96, 96)
+    window = torch.from_numpy(np.where(first, 5.0, -5.0)[box]).float()[None]
+    extra = method._gap_centres(out, x, centre, window, 8.0)
+    assert extra.shape == (1, 2)
+    assert second[int(extra[0, 0]), int(extra[0, 1])]
+    covered = torch.from_numpy(np.where(first | second, 5.0, -5.0)[box]).float()[None]
+    assert len(method._gap_centres(out, x, centre, covered, 8.0)) == 0

@@ -403,6 +403,7 @@ def train(
     steps = trainer.start_step + done
     trainer.calibrate()
     method.eval()
+    method.on_training_end(data)
     if out is not None:
         checkpoint_path = _save(trainer, out, steps)
         yield CheckpointSaved(steps, str(checkpoint_path))

@@ -211,6 +211,18 @@ class Method(abc.ABC):
             ``images``, ``cells``, ``median_cell_area``, ... of the training data.
         """
 
+    def on_training_end(self, data: Any) -> None:  # noqa: B027 (optional hook)
+        """Called by the engine once after the last step, in eval mode, before saving.
+
+        Methods that calibrate something on the annotated images with the
+        trained weights do it here; the default does nothing.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training images, annotations and known masks.
+        """
+
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Pseudo-labels ``(B, Y, X)`` and confidence ``(B, Y, X)``, for methods that have them."""
         return None
