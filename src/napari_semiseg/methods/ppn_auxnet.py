@@ -131,7 +131,7 @@ class PPNAuxConfig(MethodConfig):
     )
     aux_lr: float = field(default=1e-3, metadata=_meta(1e-5, 0.1, 1e-4, "auxiliary-net lr"))
     fill_gaps: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "add a proposal in each cell-sized piece of confident foreground that no "
             "mask covers (touching cells with one score peak)"
