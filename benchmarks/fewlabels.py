@@ -50,6 +50,7 @@ from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
 from napari_semiseg.engine import TrainConfig, train
+from napari_semiseg.engine.checkpoint import save_checkpoint
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import run
 from napari_semiseg.inference.postprocess import PostprocessConfig, instances_from_probabilities
@@ -134,8 +135,11 @@ def run_method(
     budget: float,
     full: bool = False,
     settings: dict[str, Any] | None = None,
+    save_to: Path | None = None,
 ) -> dict:
     """Train one method with a time budget, predict every image, score.
+
+    ``save_to``: also write the trained model file there (to look into a run later).
 
     ``settings`` maps dotted config fields (``"augment.min_contrast"``,
     ``"method_config.confidence_threshold"``, ``"lr"``) to values, for variants.
@@ -155,6 +159,12 @@ def run_method(
     result = run(train(data, config))
     trained = time.perf_counter() - started
     model = result.model
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(
+            save_to, model.method, model.train_config, model.metadata,
+            normalization=model.normalization,
+        )  # fmt: skip
     started = time.perf_counter()
     masks = []
     pixels = 0
@@ -351,6 +361,17 @@ def key(dataset: str, method: str, seed: int, budget: float) -> str:
     return f"{dataset}|{method}|{seed}|{budget:g}"
 
 
+def model_path(folder: Path, k: str) -> Path:
+    """File name of the model of run ``k`` in ``folder`` (``|`` and ``+`` -> ``_``).
+
+    Examples
+    --------
+    >>> model_path(Path("m"), "ctc|unet+dim02|0|180").as_posix()
+    'm/ctc_unet_dim02_0_180.pt'
+    """
+    return folder / (k.replace("|", "_").replace("+", "_") + ".pt")
+
+
 def table(cache: dict, budget: float) -> str:
     """Markdown: AP50 / mean AP / Dice per set and method, mean ± std over seeds."""
     runs = cache["runs"]
@@ -491,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--limit", type=int, help="use only the first N images of each set")
     parser.add_argument("--force", action="store_true", help="rerun cached results")
+    parser.add_argument(
+        "--save-models", type=Path, metavar="DIR", help="also keep each trained model file here"
+    )
     parser.add_argument("--speed", action="store_true", help="measure speed and memory")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--cache", type=Path, default=CACHE, help="results file (JSON)")
@@ -562,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.budget,
                             full=method == "ceiling",
                             settings=settings,
+                            save_to=model_path(args.save_models, k) if args.save_models else None,
                         )
                         if settings:
                             result["settings"] = settings

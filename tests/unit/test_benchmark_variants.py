@@ -60,3 +60,19 @@ def test_variant_labels_follow_their_method(fewlabels):
     assert labels[0] == "rf"
     assert labels[-1] == "ceiling"
     assert "mean-teacher+gate07" in labels
+
+
+def test_a_run_can_keep_its_model(fewlabels, tmp_path):
+    from tests._synthetic import blobs
+
+    from napari_semiseg.api import load_model
+    from napari_semiseg.data.regions import region_annotation
+
+    image, truth = blobs((96, 96), 14, seed=1)
+    labels, known = region_annotation(truth, 20, 20, 48)
+    task = fewlabels.Task("toy", [image], [truth], ["a"], labels, known, (20, 20, 48))
+    path = fewlabels.model_path(tmp_path / "models", fewlabels.key("toy", "unet+x", 0, 1.0))
+    assert path.name == "toy_unet_x_0_1.pt"
+    result = fewlabels.run_method(task, "unet", 0, 1.0, save_to=path)
+    assert result["steps"] >= 1
+    assert load_model(path, "cpu").method.name == "unet"
