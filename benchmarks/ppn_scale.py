@@ -31,7 +31,7 @@ from napari_semiseg.data.annotations import cell_inradii
 from napari_semiseg.data.images import prepare_image
 from napari_semiseg.inference.scale import inscribed_radius
 
-SOURCES = ("dense", "aux", "max")
+SOURCES = ("dense", "aux", "max", "min")
 LEVELS = (0.5, 0.8)
 
 
@@ -42,7 +42,12 @@ def foreground_maps(method, image: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         dense = method.main(x).dense[0, :h, :w].float()
         aux = method.aux(x)[0, 0].float()
-    maps = {"dense": dense, "aux": aux, "max": torch.maximum(dense, aux)}
+    maps = {
+        "dense": dense,
+        "aux": aux,
+        "max": torch.maximum(dense, aux),
+        "min": torch.minimum(dense, aux),
+    }
     return {k: torch.sigmoid(v).cpu().numpy() for k, v in maps.items()}
 
 

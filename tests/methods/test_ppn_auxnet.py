@@ -172,26 +172,11 @@ def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     off = _method(score_threshold=0.2, cell_diameter=8.0, rescale=False)
     off.load_state_dict(method.state_dict())
     off.main.cell_inradius.fill_(1.0)  # a tiny reference would ask for a large factor
+    monkeypatch.setattr(  # both maps confident everywhere: one huge piece
+        off, "_foreground", lambda x: np.full((x.shape[0], *x.shape[-2:]), 0.9, np.float32)
+    )
     assert run(off.image_scale(image)) > 1.0
     assert run(segment(off, image, 50.0, tiling)).instances.shape == image.shape[1:]
-
-
-@pytest.mark.slow
-def test_finds_cells_twice_the_annotated_size(toy_set, toy_data):
-    config = TrainConfig(
-        method="ppn-auxnet", steps=120, model=UNetConfig(base_channels=8, depth=3, dropout=0.0),
-        batch_size=4, patch_size=48, lr=3e-3, device="cpu", preview_every=0, seed=0,
-    )  # fmt: skip
-    method = run(train(toy_data, config)).model.method
-    image = toy_data.images[1].image
-    big = np.ascontiguousarray(np.repeat(np.repeat(image, 2, 1), 2, 2))
-    truth = np.repeat(np.repeat(toy_set["truth"][1], 2, 0), 2, 1)
-    # the estimate follows the cells' size (its absolute level depends on how sharp
-    # the foreground maps are after a short run)
-    ratio = run(method.image_scale(big)) / run(method.image_scale(image))
-    assert ratio == pytest.approx(2.0, rel=0.3)
-    found = run(segment(method, big, 0.0)).instances
-    assert evaluate(found, truth)["ap50"] > 0.8
 
 
 def test_uncovered_foreground_gets_a_proposal(monkeypatch):
@@ -205,7 +190,7 @@ def test_uncovered_foreground_gets_a_proposal(monkeypatch):
         score=torch.zeros(1, 24, 24), offsets=torch.zeros(1, 2, 24, 24),
         params=torch.zeros(1, 1, 24, 24), mask_features=torch.zeros(1, 8, 96, 96), dense=dense,
     )  # fmt: skip
-    monkeypatch.setattr(method, "aux", lambda x: torch.full((1, 2, 96, 96), -6.0))
+    monkeypatch.setattr(method, "aux", lambda x: torch.full((1, 2, 96, 96), 6.0))
     r = method._window(8.0)[1]
     box = (slice(48 - r, 49 + r), slice(40 - r, 41 + r))
     centre = torch.tensor([[48.0, 40.0]], dtype=torch.float64)
