@@ -172,9 +172,11 @@ def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     off = _method(score_threshold=0.2, cell_diameter=8.0, rescale=False)
     off.load_state_dict(method.state_dict())
     off.main.cell_inradius.fill_(1.0)  # a tiny reference would ask for a large factor
-    monkeypatch.setattr(  # both maps confident everywhere: one huge piece
-        off, "_foreground", lambda x: np.full((x.shape[0], *x.shape[-2:]), 0.9, np.float32)
-    )
+
+    def confident(x, out=None):  # both maps confident everywhere: one huge piece
+        return np.full((x.shape[0], *x.shape[-2:]), 0.9, np.float32)
+
+    monkeypatch.setattr(off, "_foreground", confident)
     assert run(off.image_scale(image)) > 1.0
     assert run(segment(off, image, 50.0, tiling)).instances.shape == image.shape[1:]
 
