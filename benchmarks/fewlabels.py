@@ -47,7 +47,7 @@ import tifffile
 
 from napari_semiseg.api import make_config, segment_array
 from napari_semiseg.data import TrainingData
-from napari_semiseg.data.images import prepare_image
+from napari_semiseg.data.images import Normalization, prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
 from napari_semiseg.engine import TrainConfig, train
 from napari_semiseg.engine.checkpoint import save_checkpoint
@@ -109,7 +109,9 @@ def load_task(name: str, limit: int | None = None) -> Task | None:
     )
 
 
-def training_data(task: Task, full: bool = False) -> TrainingData:
+def training_data(
+    task: Task, full: bool = False, norm: Normalization | None = None
+) -> TrainingData:
     """Few-label training data (or full labels for the ceiling)."""
     images = [*task.images, *task.extra_unlabelled]
     if full:
@@ -119,7 +121,11 @@ def training_data(task: Task, full: bool = False) -> TrainingData:
         labels = [task.labels, *[None] * (len(images) - 1)]
         masks = [task.known, *[None] * (len(images) - 1)]
     return TrainingData.from_arrays(
-        images, labels, masks, names=[*task.names, *["u"] * len(task.extra_unlabelled)]
+        images,
+        labels,
+        masks,
+        names=[*task.names, *["u"] * len(task.extra_unlabelled)],
+        norm=norm,
     )
 
 
@@ -142,9 +148,17 @@ def run_method(
     ``save_to``: also write the trained model file there (to look into a run later).
 
     ``settings`` maps dotted config fields (``"augment.min_contrast"``,
-    ``"method_config.confidence_threshold"``, ``"lr"``) to values, for variants.
+    ``"method_config.confidence_threshold"``, ``"lr"``) to values, for variants;
+    ``"normalization.<field>"`` sets the input normalisation (saved with the model,
+    so prediction uses it too).
     """
-    data = training_data(task, full)
+    settings = dict(settings or {})
+    norm_fields = {
+        name.split(".", 1)[1]: settings.pop(name)
+        for name in list(settings)
+        if name.startswith("normalization.")
+    }
+    data = training_data(task, full, Normalization(**norm_fields) if norm_fields else None)
     config = make_config(
         method=method,
         steps=1_000_000,
@@ -524,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="config change for a variant, e.g. augment.min_contrast=0.2 (needs --variant)",
+        help="config change for a variant, e.g. augment.min_contrast=0.2 or "
+        "normalization.gamma=0.5 (needs --variant)",
     )
     parser.add_argument(
         "--variant", help="label of a variant: results are stored as METHOD+VARIANT"

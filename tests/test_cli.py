@@ -217,3 +217,25 @@ def test_previews_dumped(tmp_path):
     assert _train(tmp_path, "--previews", str(tmp_path / "prev"), "--preview-every", "0.0001") == 0
     names = {p.name.split("_", 2)[-1] for p in (tmp_path / "prev").iterdir()}
     assert {"foreground.tif", "instances.tif", "sample_image.tif"} <= names
+
+
+def test_gamma_is_saved_used_and_kept_when_resuming(tmp_path, capsys):
+    from napari_semiseg.api import segment_array
+    from napari_semiseg.engine import load_checkpoint
+
+    _folders(tmp_path, IMAGE, LABELS)
+    assert _train(tmp_path, "--gamma", "0.5") == 0
+    model = load_checkpoint(tmp_path / "m.pt")
+    assert model.normalization.gamma == 0.5
+    assert segment_array(model, IMAGE).shape == IMAGE.shape[:2]
+    # continuing keeps the model's gamma; asking for another one is refused
+    out = ["--out", str(tmp_path / "m2.pt"), "--resume", str(tmp_path / "m.pt")]
+    assert _train(tmp_path, *out) == 0
+    assert load_checkpoint(tmp_path / "m2.pt").normalization.gamma == 0.5
+    capsys.readouterr()
+    out[1] = str(tmp_path / "m3.pt")
+    assert _train(tmp_path, *out, "--gamma", "1") == 2
+    assert "gamma" in capsys.readouterr().err
+    assert not (tmp_path / "m3.pt").exists()
+    assert _train(tmp_path, "--gamma", "0", "--overwrite") == 2
+    assert "out of range" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .data.datasets import TrainingData
-from .data.images import prepare_image
+from .data.images import Normalization, prepare_image
 from .engine import (
     Event,
     LoadedModel,
@@ -43,6 +43,7 @@ def load_training_data(
     channel_axis: int | None = None,
     w0: float = 10.0,
     sigma: float = 5.0,
+    norm: Normalization | None = None,
 ) -> TrainingData:
     """Read images and sparse annotations from folders (or take arrays).
 
@@ -62,6 +63,8 @@ def load_training_data(
         Channel axis of multi-channel images; detected when None.
     w0, sigma : float
         U-Net weight map parameters.
+    norm : Normalization, optional
+        Intensity normalisation (default: percentiles 1 and 99.8, linear).
 
     Returns
     -------
@@ -69,7 +72,7 @@ def load_training_data(
     """
     if not isinstance(images, str | Path):
         return TrainingData.from_arrays(
-            list(images), labels, masks, channel_axis=channel_axis, w0=w0, sigma=sigma
+            list(images), labels, masks, channel_axis=channel_axis, norm=norm, w0=w0, sigma=sigma
         )
     files = list_images(images)
     if labels is None:
@@ -102,6 +105,7 @@ def load_training_data(
         [read_image(f) if f else None for f in mask_files],
         names=[str(f) for f in files],
         channel_axis=channel_axis,
+        norm=norm,
         w0=w0,
         sigma=sigma,
     )
@@ -172,6 +176,7 @@ def iter_train(
     resume: PathLike | LoadedModel | None = None,
     control: TrainingControl | None = None,
     channel_axis: int | None = None,
+    gamma: float | None = None,
     **settings: Any,
 ) -> Generator[Event, None, TrainingResult]:
     """Train and yield events as they happen (see :mod:`napari_semiseg.engine.events`).
@@ -188,6 +193,10 @@ def iter_train(
         Stop training cleanly from another thread.
     channel_axis : int, optional
         Channel axis of multi-channel images.
+    gamma : float, optional
+        Intensity gamma after percentile scaling (:class:`Normalization`; default
+        1, linear). 0.5 lifts dim objects in fluorescence whose brightness varies
+        a lot. Saved with the model; a resumed model keeps its own.
     **settings
         Passed to :func:`make_config` (``method``, ``steps``, ``time_budget``,
         ``device``, ``seed``, ``model_size``, ``method_config``, ...).
@@ -201,13 +210,23 @@ def iter_train(
     TrainingResult
     """
     config = make_config(**settings)
-    data = (
-        images
-        if isinstance(images, TrainingData)
-        else load_training_data(images, labels, masks, channel_axis, config.w0, config.sigma)
-    )
     if isinstance(resume, str | Path):
         resume = load_checkpoint(resume, resolve_device(config.device))
+    norm = Normalization(gamma=gamma) if gamma is not None else None
+    if resume is not None:
+        if norm is not None and norm != resume.normalization:
+            raise SemisegInputError(
+                f"the model to continue was trained with gamma {resume.normalization.gamma}, "
+                f"not {gamma}",
+                "leave the gamma out when continuing a model (it keeps its own)",
+            )
+        norm = resume.normalization
+    if isinstance(images, TrainingData):
+        data = images
+    else:
+        data = load_training_data(
+            images, labels, masks, channel_axis, config.w0, config.sigma, norm=norm
+        )
     return (yield from _train_generator(data, config, out, resume, control))
 
 

@@ -151,3 +151,17 @@ def test_schedules():
     assert lr_factor(0.5) > lr_factor(0.9) > 0
     assert lr_factor(0.5, "constant") == 1.0
     assert sigmoid_rampup(0.5, 1.0) == pytest.approx(np.exp(-5 * 0.25))
+
+
+def test_resume_refuses_images_normalised_otherwise(toy_set, toy_data, tiny_config):
+    from napari_semiseg.data import Normalization, TrainingData
+
+    _, result = _events(train(toy_data, tiny_config))
+    lifted = TrainingData.from_arrays(
+        toy_set["images"], toy_set["labels"], toy_set["masks"], norm=Normalization(gamma=0.5)
+    )
+    assert lifted.normalization.gamma == 0.5
+    with pytest.raises(SemisegInputError, match="normalised"):
+        _events(train(lifted, tiny_config, resume=result.model))
+    _, lifted_result = _events(train(lifted, tiny_config))
+    assert lifted_result.model.normalization.gamma == 0.5

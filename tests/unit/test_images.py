@@ -67,3 +67,23 @@ def test_float_and_int_dtypes_accepted():
 def test_bool_image_refused():
     with pytest.raises(SemisegInputError, match="dtype bool"):
         prepare_image(np.zeros((32, 32), bool))
+
+
+def test_gamma_lifts_dim_signal_and_keeps_the_ends():
+    x = np.array([[[0, 4, 25, 100]]], dtype=np.uint16)
+    linear = normalize(x, Normalization(0, 100))
+    lifted = normalize(x, Normalization(0, 100, gamma=0.5))
+    np.testing.assert_allclose(linear[0, 0], [0.0, 0.04, 0.25, 1.0], atol=1e-6)
+    np.testing.assert_allclose(lifted[0, 0], [0.0, 0.2, 0.5, 1.0], atol=1e-6)
+    # below the low percentile stays below 0 (the sign is kept)
+    below = normalize(np.array([[[-4, 0, 100]]], float), Normalization(0, 100, gamma=0.5))
+    assert below[0, 0, 0] == 0.0
+    assert below[0, 0, 2] == 1.0
+    below = normalize(np.array([[[-4, 0, 96]]], float), Normalization(4, 100, gamma=0.5))
+    assert below[0, 0, 0] < 0.0
+
+
+def test_gamma_out_of_range_is_refused_with_a_fix():
+    with pytest.raises(SemisegInputError, match="gamma"):
+        Normalization(gamma=0.0)
+    assert Normalization(gamma=0.5).to_dict()["gamma"] == 0.5

@@ -303,3 +303,20 @@ def test_closing_the_widget_stops_training_and_frees_the_model(sample_viewer, ma
     assert widget.session.model is None
     assert widget.train.last_result is None  # quit, not a finished run
     assert max(steps) < 100_000
+
+
+def test_gamma_setting_goes_to_a_new_model_and_a_continued_model_keeps_its_own(
+    sample_viewer, make_widget, notes
+):
+    widget = make_widget(sample_viewer)
+    train = widget.train
+    train.settings.gamma.value = 0.5
+    train._on_start_clicked()
+    assert widget.session.model.normalization.gamma == 0.5
+    train.settings.gamma.value = 1.0
+    train._on_start_clicked()  # continues: the model keeps 0.5
+    assert train.last_result.steps == 4
+    assert widget.session.model.normalization.gamma == 0.5
+    assert any("own intensity gamma 0.5" in note for note in notes())
+    train._on_scratch_clicked()
+    assert widget.session.model.normalization.gamma == 1.0

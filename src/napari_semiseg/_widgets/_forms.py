@@ -143,8 +143,9 @@ def form_values(form: Container, config_class: type) -> dict[str, Any]:
 def training_settings() -> Container:
     """Widgets for the method-independent training settings.
 
-    Their names are TrainConfig fields, plus ``model_size``; a ``time_budget``
-    of 0 means no limit.
+    Their names are TrainConfig fields, plus ``model_size`` and ``gamma`` (the
+    intensity gamma of :class:`~napari_semiseg.data.Normalization`); a
+    ``time_budget`` of 0 means no limit.
 
     Returns
     -------
@@ -193,6 +194,16 @@ def training_settings() -> Container:
                 min=1e-6,
                 max=1.0,
                 step=float_step(defaults.lr),
+            ),
+            FloatSpinBox(
+                name="gamma",
+                label="intensity gamma",
+                value=1.0,
+                min=0.1,
+                max=4.0,
+                step=0.1,
+                tooltip="applied after percentile scaling: 1 = linear; 0.5 lifts dim nuclei in "
+                "fluorescence of uneven brightness. A model keeps its own when continued.",
             ),
             SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
         ],

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import TrainingData
-from ..data.images import prepare_image
+from ..data.images import Normalization, prepare_image
 from ..engine import LoadedModel, TrainConfig, TrainingControl, TrainingResult
 from ..engine import train as train_generator
 from ..inference import TilingConfig, segment
@@ -54,6 +54,7 @@ def training_job(
     config: TrainConfig,
     resume: LoadedModel | None,
     control: TrainingControl,
+    norm: Normalization | None = None,
 ) -> Generator[Any, None, TrainingResult]:
     """Build the training data from the snapshots, then train (yields engine events).
 
@@ -67,6 +68,8 @@ def training_job(
         Continue training this model.
     control : TrainingControl
         Lets the Stop button end training cleanly (the model is kept).
+    norm : Normalization, optional
+        Intensity normalisation of a new model (a resumed model keeps its own).
 
     Yields
     ------
@@ -81,6 +84,7 @@ def training_job(
         [s.labels for s in snapshots],
         [s.known for s in snapshots],
         names=[s.name for s in snapshots],
+        norm=resume.normalization if resume is not None else norm,
         w0=config.w0,
         sigma=config.sigma,
     )

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..data.images import Normalization
 from ..engine import (
     CheckpointSaved,
     PreviewUpdated,
@@ -157,6 +158,7 @@ class TrainWidget(QWidget):
     def train_config(self) -> TrainConfig:
         """The TrainConfig the form describes (plus :attr:`config_overrides`)."""
         values = self.settings.asdict()
+        values.pop("gamma")
         budget = values.pop("time_budget")
         config = TrainConfig(
             method=self.method.value,
@@ -166,6 +168,10 @@ class TrainWidget(QWidget):
             **values,
         )
         return config.replace(**self.config_overrides)
+
+    def normalization(self) -> Normalization:
+        """The intensity normalisation a new model gets (the gamma field)."""
+        return Normalization(gamma=float(self.settings.gamma.value))
 
     def _can_continue(self) -> bool:
         model = self.session.model
@@ -199,6 +205,12 @@ class TrainWidget(QWidget):
         model = self.session.model if resume and self._can_continue() else None
         if resume and self.session.model is not None and model is None:
             notify_info(f"Training a new {self.method.value} model (the current one differs).")
+        norm = model.normalization if model is not None else self.normalization()
+        if model is not None and norm.gamma != self.settings.gamma.value:
+            notify_info(
+                f"Continuing the model with its own intensity gamma {norm.gamma:g} "
+                "(start from scratch to change it)."
+            )
         if model is None:
             self.plot.clear()
         self.control = TrainingControl()
@@ -211,6 +223,7 @@ class TrainWidget(QWidget):
             config,
             model,
             self.control,
+            norm,
             on_yielded=self._on_worker_yielded,
             on_returned=self._on_worker_returned,
             on_errored=self._on_worker_errored,

@@ -191,6 +191,13 @@ class _Trainer:
                 f"but these images have {self.data.in_channels}",
                 "continue training on images of the same kind, or start a fresh model",
             )
+        if isinstance(resume, LoadedModel) and resume.normalization != self.data.normalization:
+            raise SemisegInputError(
+                f"the model to continue was trained on images normalised as "
+                f"{resume.normalization.to_dict()}, these as {self.data.normalization.to_dict()}",
+                "normalise the images like the model (TrainingData.from_arrays(..., "
+                "norm=model.normalization)), or start a fresh model",
+            )
 
     def metadata(self, steps: int) -> dict[str, Any]:
         return {
