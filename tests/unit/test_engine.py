@@ -36,7 +36,11 @@ def test_event_order_and_result(toy_data, tiny_config, tmp_path):
     assert kinds[-2:] == [CheckpointSaved, TrainingFinished]
     previews = [e for e in events if isinstance(e, PreviewUpdated)]
     image_previews = [e for e in previews if e.kind == "image"]
+    # a preview before the first step (a viewer creates its live layers then)
+    assert kinds[1] is PreviewUpdated
+    assert (events[1].step, events[1].kind) == (0, "image")
     assert "weight_map" in image_previews[0].arrays
+    assert all("weight_map" not in e.arrays for e in image_previews[1:])
     assert (
         image_previews[0].arrays["instances"].shape == image_previews[0].arrays["foreground"].shape
     )

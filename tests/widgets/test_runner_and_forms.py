@@ -228,3 +228,42 @@ def test_loss_plot_waits_a_tick_after_other_expensive_gui_work(qtbot):
     assert plot._dirty  # still waiting for the gap
     qtbot.waitUntil(lambda: not plot._dirty, timeout=3000)
     assert pace.wait() > 0  # its own update is recorded too
+
+
+def test_loss_plot_holds_the_worker_for_a_full_draw_only(qtbot):
+    from napari_semiseg._widgets._plot import LossPlot
+
+    plot = LossPlot(redraw_interval=10.0)
+    qtbot.addWidget(plot)
+    plot.resize(320, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    calls = []
+    waiting = {"now": False}
+
+    def hold():
+        calls.append("hold")
+        return waiting["now"]
+
+    plot.hold, plot.release = hold, lambda: calls.append("release")
+    draws = plot.n_draws
+    plot.add(1, {"loss": 2.0})  # a new curve: full draw, the worker must wait first
+    plot.update_plot()
+    assert plot.n_draws == draws
+    assert plot._dirty
+    waiting["now"] = True  # the worker reached its next step
+    qtbot.waitUntil(lambda: plot.n_draws == draws + 1, timeout=3000)
+    assert calls[-2:] == ["hold", "release"]
+    assert not plot._dirty
+    n_calls = len(calls)
+    plot.add(2, {"loss": 1.9})  # same axes: a blit, no hold
+    plot.update_plot()
+    assert plot.n_blits == 1
+    assert len(calls) == n_calls
+    # a worker that never waits delays the draw only until the timeout
+    waiting["now"] = False
+    plot.hold_timeout = 0.1
+    plot.add(100, {"loss": 1.0})
+    plot.update_plot()
+    qtbot.waitUntil(lambda: plot.n_draws == draws + 2, timeout=3000)
+    assert calls[-1] == "release"

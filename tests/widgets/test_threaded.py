@@ -67,10 +67,30 @@ def test_live_layers_are_created_while_training_waits_at_a_step(sample_viewer, m
         return add(update)
 
     sync._add = recording_add
+    steps_at_creation = []
+    on_step = widget.train._on_step
+    steps_seen = []
+
+    def recording_step(event):
+        steps_seen.append(event.step)
+        on_step(event)
+
+    widget.train._on_step = recording_step
+    add2 = sync._add
+
+    def counting_add(update):
+        steps_at_creation.append(len(steps_seen))
+        return add2(update)
+
+    sync._add = counting_add
     assert widget.train.start()
     qtbot.waitUntil(lambda: not widget.session.busy, timeout=60_000)
     assert paused_at_creation
     assert all(paused_at_creation)
+    # the live layers were made from the preview before the first step, with the
+    # worker waiting at the end of the first step (it was already computing it)
+    assert len(steps_at_creation) >= 3
+    assert max(steps_at_creation[:3]) <= 1
     assert widget.train.last_result.steps == 12  # the hold was released every time
     assert not widget.train._held
 

@@ -10,6 +10,8 @@ and only while the plot is visible.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -35,7 +37,18 @@ class LossPlot(QWidget):
     pace : GuiPace, optional
         Shared with the live layers: an update waits for the next tick when
         other expensive GUI work has just run.
+
+    Notes
+    -----
+    A full draw (axes, ticks, legend) costs 60-70 ms of the GUI thread here,
+    about twice that while the training thread competes for the interpreter.
+    With :attr:`hold` and :attr:`release` set, a full draw first asks the
+    worker to wait at its next step (as the live layers do for a creation);
+    blits of the curves alone are cheap and never wait.
     """
+
+    #: Milliseconds between two checks whether the worker has stopped.
+    HOLD_POLL_MS = 20
 
     def __init__(
         self,
@@ -62,6 +75,16 @@ class LossPlot(QWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(int(redraw_interval * 1000))
         self._timer.timeout.connect(self._on_timer_timeout)
+        #: Ask the worker to wait at its next step; returns whether it waits.
+        self.hold: Callable[[], bool] | None = None
+        #: Let a held worker go on.
+        self.release: Callable[[], None] | None = None
+        #: Seconds to wait for a held worker before drawing anyway.
+        self.hold_timeout = 3.0
+        self._hold_since: float | None = None
+        self._poll = QTimer(self)
+        self._poll.setSingleShot(True)
+        self._poll.timeout.connect(self._on_timer_timeout)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -110,8 +133,15 @@ class LossPlot(QWidget):
     def _on_timer_timeout(self) -> None:
         if not self._dirty:
             self._timer.stop()
-        elif self.isVisible() and not self.pace.wait():  # hidden: updated when shown
-            self.update_plot()
+            return
+        if not self.isVisible():  # hidden: updated when shown
+            return
+        wait = self.pace.wait()
+        if wait > 0:
+            if self._hold_since is not None:  # a full draw is waiting: do not lose it
+                self._poll.start(int(wait * 1000) + 1)
+            return
+        if self.update_plot():
             self.pace.mark()
 
     def showEvent(self, event: Any) -> None:
@@ -134,26 +164,51 @@ class LossPlot(QWidget):
                 y0, y1 = low, (1.25 * high if high > 0 else 1.0)
         return (x0, x1), (y0, y1)
 
-    def update_plot(self) -> None:
-        """Show the new values: blit the curves, or redraw all when the axes change."""
-        self._dirty = False
-        new_lines = self._sync_lines()
+    def _worker_waits(self) -> bool:
+        """Hold the worker for a full draw; whether it waits (or to go ahead)."""
+        if self.hold is None:
+            return True
+        now = time.perf_counter()
+        if self._hold_since is None:
+            self._hold_since = now
+        return self.hold() or now - self._hold_since > self.hold_timeout
+
+    def _let_go(self) -> None:
+        if self._hold_since is not None:
+            self._hold_since = None
+            if self.release is not None:
+                self.release()
+
+    def update_plot(self) -> bool:
+        """Show the new values: blit the curves, or redraw all when the axes change.
+
+        Returns False when a full draw waits for the worker to hold (it is
+        tried again shortly).
+        """
         xlim, ylim = self._limits()
-        if (
-            new_lines
+        full = (
+            any(name not in self.lines for name in self.values)
             or self._background is None
             or xlim != self.axes.get_xlim()
             or ylim != self.axes.get_ylim()
-        ):
+        )
+        if full and not self._worker_waits():
+            self._poll.start(self.HOLD_POLL_MS)  # ask again soon; the values stay dirty
+            return False
+        self._dirty = False
+        self._sync_lines()
+        if full:
             self.axes.set_xlim(*xlim)
             self.axes.set_ylim(*ylim)
             self.draw()
-            return
+            self._let_go()
+            return True
         self.canvas.restore_region(self._background)
         for line in self.lines.values():
             self.axes.draw_artist(line)
         self.canvas.blit(self.axes.bbox)
         self.n_blits += 1
+        return True
 
     def _sync_lines(self) -> bool:
         created = False
@@ -188,7 +243,13 @@ class LossPlot(QWidget):
             self.axes.draw_artist(line)
 
     def stop(self) -> None:
-        """Show what is pending and stop the timer (training ended)."""
-        if self._dirty:
-            self.update_plot()
+        """Show what is pending and stop the timers (training ended)."""
+        self._poll.stop()
+        self._let_go()
+        hold, self.hold = self.hold, None  # the worker has ended: nothing to wait for
+        try:
+            if self._dirty:
+                self.update_plot()
+        finally:
+            self.hold = hold
         self._timer.stop()

@@ -64,8 +64,9 @@ class TrainWidget(QWidget):
         self.config_overrides: dict[str, Any] = {}
         self.pace = GuiPace()
         self.sync = LayerSync(session.viewer, parent=self, pace=self.pace)
-        self.sync.hold, self.sync.release = self._hold_worker, self._release_worker
-        self._held = False
+        self.sync.hold = lambda: self._hold_worker("layers")
+        self.sync.release = lambda: self._release_worker("layers")
+        self._holders: set[str] = set()
         self.control: TrainingControl | None = None
         self.last_result: Any = None
         self._paused = False
@@ -74,6 +75,8 @@ class TrainWidget(QWidget):
         self._build_settings(layout)
         self._build_controls(layout)
         self.plot = LossPlot(parent=self, pace=self.pace)
+        self.plot.hold = lambda: self._hold_worker("plot")
+        self.plot.release = lambda: self._release_worker("plot")
         layout.addWidget(self.plot)
         layout.addStretch(1)
         self._connect()
@@ -241,23 +244,34 @@ class TrainWidget(QWidget):
         self._paused = not self._paused
         self._update_buttons()
 
-    def _hold_worker(self) -> bool:
-        """Pause training at its next step while a live layer is created; whether it waits."""
+    @property
+    def _held(self) -> bool:
+        """Whether some GUI work holds the worker (see :meth:`_hold_worker`)."""
+        return bool(self._holders)
+
+    def _hold_worker(self, who: str = "layers") -> bool:
+        """Pause training at its next step while ``who`` does expensive GUI work.
+
+        Creating a layer or redrawing the whole loss plot costs the GUI thread
+        about twice as long while the worker competes for the interpreter.
+        Returns whether the worker waits (or there is none).
+        """
         job = self.session.job
         if job is None or not job.is_running or self.session.job_kind != TRAINING:
             return True
-        if not self._paused and not self._held:
+        if not self._paused and not self._holders:
             job.pause()
-            self._held = True
+        if not self._paused:
+            self._holders.add(who)
         return job.is_paused
 
-    def _release_worker(self) -> None:
-        """Let training go on after :meth:`_hold_worker` (unless the user paused it)."""
-        if not self._held:
+    def _release_worker(self, who: str = "layers") -> None:
+        """Let training go on after :meth:`_hold_worker` (unless paused or held by another)."""
+        if who not in self._holders:
             return
-        self._held = False
+        self._holders.discard(who)
         job = self.session.job
-        if job is not None and job.is_running and not self._paused:
+        if not self._holders and job is not None and job.is_running and not self._paused:
             job.resume()
             # a pause reached in the instant of the resume would stay: look again
             QTimer.singleShot(200, self._resume_if_stuck)
@@ -317,7 +331,7 @@ class TrainWidget(QWidget):
     def _on_worker_finished(self) -> None:
         self.control = None
         self._paused = False
-        self._held = False
+        self._holders.clear()
         self.plot.stop()
 
     # -- state ---------------------------------------------------------------------------

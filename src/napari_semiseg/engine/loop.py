@@ -362,8 +362,13 @@ def train(
         data_summary=data.summary(),
     )
     history: list[dict[str, float]] = []
+    if config.preview_every > 0:
+        # before the first step: a viewer creates its live layers now (a one-off cost
+        # at the start) and only replaces their data while training runs; a resumed
+        # model shows what it predicts at once
+        yield trainer.image_preview(trainer.start_step, first=True)
     start = time.perf_counter()
-    last_preview = -math.inf
+    last_preview = start if config.preview_every > 0 else -math.inf
     last_checkpoint = start
     reason = "steps"
     done = 0
@@ -393,7 +398,7 @@ def train(
         )
         now = time.perf_counter()
         if config.preview_every > 0 and now - last_preview >= config.preview_every:
-            yield trainer.image_preview(step, first=last_preview == -math.inf)
+            yield trainer.image_preview(step, first=False)
             yield trainer.batch_preview(step)
             last_preview = time.perf_counter()
         periodic = out is not None and config.checkpoint_every > 0
