@@ -113,7 +113,7 @@ def test_updates_are_coalesced_and_spread_over_event_loop_turns(viewer, qtbot):
 
 
 def test_new_layers_wait_for_the_worker_to_hold(viewer, qtbot):
-    """Layers are created only while the training thread waits; updates need no hold."""
+    """Layers are created only while the training thread waits, released after a repaint."""
     from napari_semiseg._widgets._layers import LIVE_FOREGROUND, LIVE_INSTANCES, LayerSync
 
     calls = []
@@ -141,13 +141,30 @@ def test_new_layers_wait_for_the_worker_to_hold(viewer, qtbot):
     qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
     assert LIVE_INSTANCES in viewer.layers
     assert LIVE_FOREGROUND in viewer.layers
+    assert "release" not in calls  # held a little longer, for the repaint
+    qtbot.waitUntil(lambda: "release" in calls, timeout=3000)
     assert calls[-1] == "release"
     assert calls.count("release") == 1
-    # replacing data needs no hold
+    # replacing data holds the worker too (once for both layers) ...
     calls.clear()
-    sync.handle(_event(2, instances=np.full((16, 16), 2, np.int32)))
-    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    sync.handle(
+        _event(
+            2,
+            instances=np.full((16, 16), 2, np.int32),
+            foreground=np.full((16, 16), 0.7, np.float32),
+        )
+    )
+    qtbot.waitUntil(lambda: "release" in calls, timeout=3000)
     assert viewer.layers[LIVE_INSTANCES].data.max() == 2
+    assert calls.count("release") == 1
+    assert calls[0] == "hold"
+    # ... unless told not to
+    sync.hold_updates = False
+    calls.clear()
+    sync.handle(_event(3, instances=np.full((16, 16), 3, np.int32)))
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    qtbot.wait(2 * sync.PAINT_MS)
+    assert viewer.layers[LIVE_INSTANCES].data.max() == 3
     assert calls == []
 
 
@@ -161,7 +178,7 @@ def test_a_worker_that_never_holds_delays_a_new_layer_only_until_the_timeout(vie
     sync.handle(_event(1, instances=np.ones((16, 16), np.int32)))
     qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
     assert LIVE_INSTANCES in viewer.layers
-    assert released == [True]
+    qtbot.waitUntil(lambda: released == [True], timeout=3000)
 
 
 def test_batch_previews_go_right_of_the_image(viewer):
