@@ -203,3 +203,28 @@ def test_uncovered_foreground_gets_a_proposal(monkeypatch):
     assert second[int(extra[0, 0]), int(extra[0, 1])]
     covered = torch.from_numpy(np.where(first | second, 5.0, -5.0)[box]).float()[None]
     assert len(method._gap_centres(out, x, centre, covered, 8.0)) == 0
+
+
+@pytest.mark.parametrize(("min_support", "kept"), [(0.0, 2), (0.5, 1)])
+def test_proposals_without_foreground_support_are_dropped(monkeypatch, min_support, kept):
+    from types import SimpleNamespace
+
+    method = _method(cell_diameter=16.0, fill_gaps=False, min_support=min_support)
+    monkeypatch.setattr(method, "main", lambda x: "out")
+    centres = torch.tensor([[20.0, 20.0], [60.0, 60.0]])
+    found = SimpleNamespace(centres=centres, scores=torch.tensor([0.9, 0.8]))
+    monkeypatch.setattr(method, "_proposals", lambda *args, **kwargs: found)
+    support = np.zeros((1, 96, 96), np.float32)
+    support[0, 10:30, 10:30] = 0.9  # only the first centre lies in agreed foreground
+    monkeypatch.setattr(method, "_foreground", lambda x, out=None: support)
+    seen = []
+
+    def windows(out, where, radius):
+        seen.append(where.clone())
+        return torch.zeros(len(where), 5, 5)
+
+    monkeypatch.setattr(method, "_tile_windows", windows)
+    proposals = method._propose_tile(np.zeros((1, 96, 96), np.float32))
+    assert len(proposals.centres) == kept
+    np.testing.assert_array_equal(proposals.centres[0], [20.0, 20.0])
+    assert len(seen[0]) == kept  # masks are made only for the kept proposals

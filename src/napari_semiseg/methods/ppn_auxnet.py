@@ -144,6 +144,14 @@ class PPNAuxConfig(MethodConfig):
             "ones (size measured on the dense foreground)"
         },
     )
+    min_support: float = field(
+        default=0.5,
+        metadata=_meta(
+            0.0, 1.0, 0.05,
+            "drop proposals whose centre has a lower foreground probability on which the "
+            "dense head and the aux net agree (0 = keep all)",
+        ),
+    )  # fmt: skip
 
 
 class PPNAuxNet(Method):
@@ -576,9 +584,19 @@ class PPNAuxNet(Method):
             out = self.main(x)
             found = self._proposals(out, 0, tile.shape[1:], radius, limit=None)
             centres, scores = found.centres.double().cpu(), found.scores.float().cpu()
-            windows = self._tile_windows(out, found.centres, radius)
+            support = None
+            if self.config.min_support > 0 or self.config.fill_gaps:
+                support = self._foreground(x, out)[0]
+            if self.config.min_support > 0 and len(centres):
+                keep = torch.from_numpy(_values_at(support, centres.numpy()))
+                keep = keep >= self.config.min_support
+                centres, scores = centres[keep], scores[keep]
+                found_centres = found.centres[keep.to(found.centres.device)]
+            else:
+                found_centres = found.centres
+            windows = self._tile_windows(out, found_centres, radius)
             if self.config.fill_gaps:
-                extra = self._gap_centres(out, x, centres, windows, radius)
+                extra = self._gap_centres(out, x, centres, windows, radius, support)
                 if len(extra):
                     centres = torch.cat([centres, extra.double()])
                     scores = torch.cat([scores, torch.zeros(len(extra))])
@@ -594,6 +612,7 @@ class PPNAuxNet(Method):
         centres: torch.Tensor,
         windows: torch.Tensor,
         radius: float,
+        foreground: np.ndarray | None = None,
     ) -> torch.Tensor:
         """Extra centres ``(N, 2)`` in confident foreground that no proposal's mask covers.
 
@@ -603,12 +622,15 @@ class PPNAuxNet(Method):
         the dense head and the aux net exceed ``FOREGROUND_LEVEL``) whose
         inscribed radius is at least half a cell radius gets a proposal at
         each of its distance-transform peaks (at least a radius apart).
+        ``foreground``: :meth:`_foreground` of the tile ``(Y, X)`` when already computed.
         """
         from scipy import ndimage as ndi
         from skimage.feature import peak_local_max
 
         h, w = x.shape[-2:]
-        gap = self._foreground(x, out)[0] > FOREGROUND_LEVEL
+        if foreground is None:
+            foreground = self._foreground(x, out)[0]
+        gap = foreground > FOREGROUND_LEVEL
         if len(centres):
             r_window = self._window(radius)[1]
             _, ys, xs = window_coordinates(centres.float(), r_window)
@@ -754,6 +776,14 @@ def auto_stride(radius: float, minimum: int = 4) -> int:
     """
     stride = 2 ** round(math.log2(max(radius / 2.0, 1.0)))
     return int(min(max(stride, 4, minimum), 16))
+
+
+def _values_at(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Values of ``image`` ``(Y, X)`` at the pixels nearest to ``points`` ``(N, 2)``."""
+    h, w = image.shape
+    ys = np.clip(np.rint(points[:, 0]), 0, h - 1).astype(int)
+    xs = np.clip(np.rint(points[:, 1]), 0, w - 1).astype(int)
+    return image[ys, xs]
 
 
 def _label_borders(labels: torch.Tensor) -> torch.Tensor:
