@@ -143,3 +143,21 @@ def test_hold_respects_the_users_pause_and_a_late_pause_is_undone(viewer, make_w
     qtbot.waitUntil(lambda: not job.is_paused, timeout=2000)  # looked at again, resumed
     assert job.calls == ["pause", "resume", "resume"]
     session.job = None
+
+
+def test_a_hold_pauses_again_after_the_user_resumed(viewer, make_widget):
+    from napari_semiseg._widgets._train import TRAINING
+
+    train = make_widget(viewer).train
+    session = train.session
+    job = _FakeJob()
+    session.job, session.job_kind = job, TRAINING
+    assert train._hold_worker("layers")
+    train._on_pause_clicked()  # the user pauses ...
+    train._on_pause_clicked()  # ... and resumes while the layers still hold
+    assert not job.is_paused
+    assert train._hold_worker("layers")  # the next check pauses it again
+    train._release_worker("layers")
+    assert not job.is_paused
+    assert not train._held
+    session.job = None

@@ -259,9 +259,9 @@ class TrainWidget(QWidget):
         job = self.session.job
         if job is None or not job.is_running or self.session.job_kind != TRAINING:
             return True
-        if not self._paused and not self._holders:
-            job.pause()
         if not self._paused:
+            if not job.is_paused:  # also after the user resumed while a hold was on
+                job.pause()
             self._holders.add(who)
         return job.is_paused
 
