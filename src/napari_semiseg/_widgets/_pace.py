@@ -11,6 +11,7 @@ always gets a turn in between.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class GuiPace:
@@ -34,3 +35,40 @@ class GuiPace:
     def mark(self) -> None:
         """Record that an expensive piece of work has just ended."""
         self._last = time.perf_counter()
+
+
+class WorkerHold:
+    """Mixin: ask the training worker to wait at its next step before expensive GUI work.
+
+    Work on the GUI thread (creating a layer, repainting, a full plot draw)
+    takes about twice as long while the worker competes for the processor.
+    The owner sets :attr:`hold` (ask the worker to wait; returns whether it
+    waits) and :attr:`release`; :meth:`_worker_waits` is polled until the
+    worker waits or :attr:`hold_timeout` seconds have passed, and
+    :meth:`_let_go` ends the hold. Call :meth:`_init_hold` in ``__init__``.
+    """
+
+    def _init_hold(self) -> None:
+        #: Ask the worker to wait at its next step; returns whether it waits.
+        self.hold: Callable[[], bool] | None = None
+        #: Let a held worker go on.
+        self.release: Callable[[], None] | None = None
+        #: Seconds to wait for a held worker before doing the work anyway.
+        self.hold_timeout = 3.0
+        self._hold_since: float | None = None
+
+    def _worker_waits(self, now: float | None = None) -> bool:
+        """Hold the worker; whether it waits (or there is none, or the wait timed out)."""
+        if self.hold is None:
+            return True
+        now = time.perf_counter() if now is None else now
+        if self._hold_since is None:
+            self._hold_since = now
+        return self.hold() or now - self._hold_since > self.hold_timeout
+
+    def _let_go(self) -> None:
+        """End the hold (if any)."""
+        if self._hold_since is not None:
+            self._hold_since = None
+            if self.release is not None:
+                self.release()

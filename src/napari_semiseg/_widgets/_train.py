@@ -208,10 +208,9 @@ class TrainWidget(QWidget):
         model = self.session.model if resume and self._can_continue() else None
         if resume and self.session.model is not None and model is None:
             notify_info(f"Training a new {self.method.value} model (the current one differs).")
-        norm = model.normalization if model is not None else self.normalization()
-        if model is not None and norm.gamma != self.settings.gamma.value:
+        if model is not None and model.normalization.gamma != self.settings.gamma.value:
             notify_info(
-                f"Continuing the model with its own intensity gamma {norm.gamma:g} "
+                f"Continuing the model with its own intensity gamma {model.normalization.gamma:g} "
                 "(start from scratch to change it)."
             )
         if model is None:
@@ -226,7 +225,7 @@ class TrainWidget(QWidget):
             config,
             model,
             self.control,
-            norm,
+            self.normalization(),
             on_yielded=self._on_worker_yielded,
             on_returned=self._on_worker_returned,
             on_errored=self._on_worker_errored,
