@@ -35,3 +35,25 @@ def test_registry_and_bad_config():
         build_model(1, 3, architecture="vit")
     with pytest.raises(ValueError, match="padding"):
         UNetConfig(padding="full")
+
+
+def test_cpu_networks_run_channels_last_with_the_same_results():
+    from napari_semiseg.methods import build_method
+    from napari_semiseg.models.layout import place_network
+
+    torch.manual_seed(0)
+    plain = UNet(2, 3, UNetConfig(base_channels=4, depth=2)).eval()
+    fast = place_network(UNet(2, 3, UNetConfig(base_channels=4, depth=2)), "cpu").eval()
+    fast.load_state_dict(plain.state_dict())  # copies keep the channels-last layout
+    weight = fast.encoder.blocks[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    x = torch.randn(2, 2, 24, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+
+    method = build_method("unet", None, UNetConfig(base_channels=4, depth=2), 1, "cpu")
+    net = next(iter(method.networks().values()))
+    assert net.encoder.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    # saved weights are in torch's default layout, whatever the device ran
+    assert all(t.is_contiguous() for s in method.state_dict().values() for t in s.values())

@@ -30,7 +30,7 @@ from ..inference.postprocess import (
 )
 from .checkpoint import LoadedModel, save_checkpoint
 from .config import TrainConfig
-from .device import autocast, resolve_device
+from .device import autocast, place_network, resolve_device
 from .events import (
     CheckpointSaved,
     Event,
@@ -157,7 +157,7 @@ class _Trainer:
             method_config=self.method.config.to_dict(),
         )
         for net in self.method.networks().values():
-            net.to(self.device)
+            place_network(net, self.device)
         self.method.device = self.device
         data.set_weight_map_parameters(config.w0, config.sigma)
         self.sampler = PatchSampler(

@@ -33,6 +33,7 @@ from torch import nn
 from ..data.annotations import N_CLASSES
 from ..errors import SemisegInputError
 from ..models import UNetConfig
+from ..models.layout import place_network
 
 Batch = dict[str, torch.Tensor]
 
@@ -160,7 +161,7 @@ class Method(abc.ABC):
             config = cls.Config.from_dict(config if isinstance(config, dict) else None)
         method = cls(config, model_config, in_channels, device)
         for net in method.networks().values():
-            net.to(method.device)
+            place_network(net, method.device)
         return method
 
     # -- what subclasses provide -------------------------------------------------
@@ -269,7 +270,7 @@ class Method(abc.ABC):
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
         """Weights of every network by name (CPU tensors, safe for ``weights_only``)."""
         return {
-            name: {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            name: {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             for name, net in self.networks().items()
         }
 
