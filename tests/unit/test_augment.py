@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from tests._synthetic import blobs
 
 from napari_semiseg.data.augment import AugmentConfig, augment_patch, elastic_displacement
@@ -97,3 +98,14 @@ def test_min_contrast_scales_patches_by_a_factor_in_range():
     assert factors.max() <= 1.0 + 1e-6
     assert factors.min() < 0.3  # the dim end is reached
     assert np.median(factors) < 0.6  # log-uniform: median sqrt(0.2) ~ 0.45
+
+
+@pytest.mark.parametrize("shape", [(192, 192), (100, 37), (5, 7)])
+def test_elastic_field_is_the_bicubic_zoom_of_the_coarse_grid(shape):
+    from scipy import ndimage as ndi
+
+    field = elastic_displacement(np.random.default_rng(3), shape, std=10, grid=3)
+    coarse = np.random.default_rng(3).normal(0.0, 10, size=(2, 3, 3))
+    zoom = (shape[0] / 3, shape[1] / 3)
+    expected = [ndi.zoom(c, zoom, order=3, mode="nearest", grid_mode=True) for c in coarse]
+    np.testing.assert_allclose(field, np.stack(expected), atol=1e-4)
