@@ -72,6 +72,16 @@ def test_train_predict_evaluate(trained, tmp_path, capsys):
     assert "ap50" in capsys.readouterr().out
 
 
+def test_predict_with_flip_averaging(trained, tmp_path):
+    folders = sample_folders()
+    masks = tmp_path / "masks"
+    args = ["predict", str(trained), "--images", str(folders["images"]), "--out", str(masks)]
+    assert main([*args, "--tta"]) == 0
+    for name in ("nuclei_a.tif", "nuclei_b.tif", "nuclei_c.tif"):
+        mask = tifffile.imread(masks / name)
+        assert mask.shape == tifffile.imread(folders["images"] / name).shape
+
+
 def test_predict_refuses_to_overwrite(trained, tmp_path, capsys):
     folders = sample_folders()
     masks = tmp_path / "masks"

@@ -329,6 +329,7 @@ def predict(
     tile_size: int = 512,
     device: str = "auto",
     callback: Callable[[str, int, int], None] | None = None,
+    tta: bool = False,
 ) -> list[np.ndarray]:
     """Predict instance masks; optionally write one TIFF per image.
 
@@ -350,6 +351,10 @@ def predict(
         Device when ``model`` is a path.
     callback : callable, optional
         ``callback(name, index, total)`` after each image.
+    tta : bool
+        Test-time augmentation: average the network's probabilities over the four
+        flips of each tile (about 4x slower). Methods that decode instances from
+        proposals (``ppn-auxnet``) refuse it.
 
     Returns
     -------
@@ -374,7 +379,10 @@ def predict(
             str(out),
         )
     tiling = TilingConfig(
-        tile_size=tile_size, halo=min(32, tile_size // 8), blend=min(32, tile_size // 8)
+        tile_size=tile_size,
+        halo=min(32, tile_size // 8),
+        blend=min(32, tile_size // 8),
+        flip_tta=tta,
     )
     masks = []
     for i, (name, source) in enumerate(zip(names, sources, strict=True)):

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, type=Path, help="folder for the TIFF masks")
     pred.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     pred.add_argument("--tile-size", type=int, default=512)
+    pred.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the network over the 4 flips of each tile (about 4x slower; "
+        "not for ppn-auxnet)",
+    )
     pred.add_argument("--channel-axis", type=int)
     pred.add_argument("--overwrite", action="store_true")
 
@@ -238,6 +244,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tile_size=args.tile_size,
         channel_axis=args.channel_axis,
         callback=report,
+        tta=args.tta,
     )
     print(f"{len(masks)} mask(s) written to {args.out}")
     return 0

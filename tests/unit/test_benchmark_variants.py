@@ -76,3 +76,35 @@ def test_a_run_can_keep_its_model(fewlabels, tmp_path):
     result = fewlabels.run_method(task, "unet", 0, 1.0, save_to=path)
     assert result["steps"] >= 1
     assert load_model(path, "cpu").method.name == "unet"
+
+
+def test_only_runs_of_the_unet_code_version_are_paired(fewlabels):
+    runs = {
+        "ctc_fluo_n2dh_gowt1|unet|0|180": {"ap50": 0.6, "code": 2},
+        "ctc_fluo_n2dh_gowt1|unet|1|180": {"ap50": 0.5},  # version 1
+        "ctc_fluo_n2dh_gowt1|rf|0|0": {"ap50": 0.4},
+        "ctc_fluo_n2dh_gowt1|rf|1|0": {"ap50": 0.3},
+        "ctc_fluo_n2dh_gowt1|ceiling|0|180": {"ap50": 0.8, "code": 2},
+        "ctc_fluo_n2dh_gowt1|mean-teacher|0|180": {
+            "ap50": 0.7
+        },  # version 1 against a version-2 U-Net
+        "ctc_fluo_n2dh_gowt1|mean-teacher|1|180": {"ap50": 0.6},
+        "ctc_fluo_n2dh_gowt1|confkd|0|180": {"ap50": 0.1},
+    }
+    rows = {
+        line.split(" | ")[1]: line
+        for line in fewlabels.versus_unet(
+            runs, ["ctc_fluo_n2dh_gowt1"], fewlabels._labels(runs), 180
+        )
+        if line.startswith("| ctc_fluo_n2dh_gowt1 |")
+    }
+    assert "| 2 | -0.200 (-0.200, -0.200) | +0.200 |" in rows["rf"]  # the forest pairs with any
+    assert "| 1 | +0.100 (+0.100, +0.100)" in rows["mean-teacher"]  # seed 1 only
+    assert "older code" in rows["confkd"]
+    unet_row = next(
+        line
+        for line in fewlabels.table({"runs": runs}, 180).splitlines()
+        if "| ctc_fluo_n2dh_gowt1 | unet |" in line
+    )
+    assert unet_row.startswith("| ctc_fluo_n2dh_gowt1 | unet | 2 | 0.550 ± 0.050 |")
+    assert unet_row.endswith("| 1,2 |")

@@ -59,3 +59,38 @@ def test_tiles_report_progress_and_cover_small_images():
 def test_bad_tiling_refused():
     with pytest.raises(ValueError, match="tile_size"):
         TilingConfig(tile_size=64, halo=32, blend=8)
+
+
+def test_flip_averaging_makes_the_prediction_flip_equivariant():
+    from napari_semiseg.inference.predict import predict_probabilities
+    from napari_semiseg.methods import build_method
+
+    torch.manual_seed(0)
+    method = build_method("unet", None, UNetConfig(base_channels=4, depth=2), 1, "cpu")
+    image = np.random.default_rng(0).random((1, 64, 64), dtype=np.float32)
+    # one tile covering the image: the tile layout itself is then flip-symmetric
+    tta = TilingConfig(tile_size=64, halo=0, blend=0, flip_tta=True)
+    plain = TilingConfig(tile_size=64, halo=0, blend=0)
+    probs = run(predict_probabilities(method, image, tta))
+    flipped = run(predict_probabilities(method, np.ascontiguousarray(image[..., ::-1]), tta))
+    np.testing.assert_allclose(flipped[..., ::-1], probs, atol=1e-5)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    # without the averaging an untrained net is not equivariant: the check can fail
+    raw = run(predict_probabilities(method, image, plain))
+    raw_flipped = run(predict_probabilities(method, np.ascontiguousarray(image[..., ::-1]), plain))
+    assert np.abs(raw_flipped[..., ::-1] - raw).max() > 1e-4
+
+
+def test_proposal_methods_refuse_flip_averaging():
+    from napari_semiseg.errors import SemisegInputError
+    from napari_semiseg.inference.predict import segment
+    from napari_semiseg.methods import build_method
+
+    method = build_method("ppn-auxnet", None, UNetConfig(base_channels=4, depth=2), 1, "cpu")
+    image = np.zeros((1, 64, 64), np.float32)
+    with pytest.raises(SemisegInputError, match="flip averaging"):
+        run(
+            segment(
+                method, image, 50.0, TilingConfig(tile_size=64, halo=8, blend=8, flip_tta=True)
+            )
+        )

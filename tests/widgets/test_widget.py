@@ -217,6 +217,22 @@ def test_predict_accept_export_and_model_files(sample_viewer, make_widget, notes
         prediction = viewer.layers[f"{name} prediction"]
         assert prediction.data.shape == (256, 256)
         np.testing.assert_allclose(prediction.translate, viewer.layers[name].translate)
+    # flip averaging: the checkbox reaches the tiling of the prediction job
+    session, tilings = widget.predict.session, []
+    run = session.run
+
+    def spy(*args, **kwargs):
+        tilings.append(args[4])
+        return run(*args, **kwargs)
+
+    session.run = spy
+    widget.predict.tta_box.setChecked(True)
+    widget.predict._on_predict_clicked()
+    widget.predict.tta_box.setChecked(False)
+    widget.predict._on_predict_clicked()
+    session.run = run
+    assert [t.flip_tta for t in tilings] == [True, False]
+    assert viewer.layers["nuclei_a prediction"].data.max() > 0
     # the user corrects the prediction of nuclei_a, then accepts it
     cells = viewer.layers["nuclei_a cells"]
     user = np.asarray(cells.data).copy()

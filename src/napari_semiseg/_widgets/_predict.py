@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,12 @@ class PredictWidget(QWidget):
         self.image = QComboBox()
         form.addRow("image", self.image)
         layout.addLayout(form)
+        self.tta_box = QCheckBox("average over flips (4x slower)")
+        self.tta_box.setToolTip(
+            "Test-time augmentation: the network sees each tile in 4 flips and the "
+            "probabilities are averaged. Not for ppn-auxnet."
+        )
+        layout.addWidget(self.tta_box)
         row = QHBoxLayout()
         self.predict_button = QPushButton("Predict image")
         self.predict_all_button = QPushButton("Predict all images")
@@ -132,7 +139,7 @@ class PredictWidget(QWidget):
             predict_job,
             self.session.model,
             items,
-            self.tiling,
+            dataclasses.replace(self.tiling, flip_tta=self.tta_box.isChecked()),
             on_yielded=self._on_worker_yielded,
             on_returned=self._on_worker_returned,
             on_errored=lambda exc: notify_error(exc, "Prediction"),
