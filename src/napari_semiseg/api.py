@@ -353,7 +353,7 @@ def predict(
         ``callback(name, index, total)`` after each image.
     tta : bool
         Test-time augmentation: average the network's probabilities over the four
-        flips of each tile (about 4x slower). Methods that decode instances from
+        flips of each tile (3-4x slower). Methods that decode instances from
         proposals (``ppn-auxnet``) refuse it.
 
     Returns

@@ -157,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument(
         "--tta",
         action="store_true",
-        help="average the network over the 4 flips of each tile (about 4x slower; "
-        "not for ppn-auxnet)",
+        help="average the network over the 4 flips of each tile (3-4x slower; not for ppn-auxnet)",
     )
     pred.add_argument("--channel-axis", type=int)
     pred.add_argument("--overwrite", action="store_true")

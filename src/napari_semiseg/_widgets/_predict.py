@@ -55,7 +55,7 @@ class PredictWidget(QWidget):
         self.image = QComboBox()
         form.addRow("image", self.image)
         layout.addLayout(form)
-        self.tta_box = QCheckBox("average over flips (4x slower)")
+        self.tta_box = QCheckBox("average over flips (3-4x slower)")
         self.tta_box.setToolTip(
             "Test-time augmentation: the network sees each tile in 4 flips and the "
             "probabilities are averaged. Not for ppn-auxnet."

@@ -195,7 +195,7 @@ def segment(
             raise SemisegInputError(
                 f"flip averaging applies to methods that predict probability maps; "
                 f"{method.name} decodes its instances from proposals",
-                "predict without flip averaging (drop --tta)",
+                "predict without flip averaging (untick 'average over flips', or drop --tta)",
             )
         return (yield from custom(image, median_area, tiling, postprocess))
     probabilities = yield from predict_probabilities(method, image, tiling)
