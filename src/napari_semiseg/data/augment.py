@@ -84,7 +84,8 @@ def elastic_displacement(
     coarse = rng.normal(0.0, std, size=(2, grid, grid))
     rows, cols = _cubic_zoom_matrix(grid, shape[0]), _cubic_zoom_matrix(grid, shape[1])
     # the cubic spline zoom is separable and linear: rows @ coarse @ cols.T equals
-    # ndi.zoom(coarse, order=3, mode="nearest", grid_mode=True), 100x faster
+    # ndi.zoom(coarse, order=3, mode="nearest", grid_mode=True): 1.5 ms instead of
+    # about 14 ms for a 192 x 192 patch
     return np.einsum("yi,cij,xj->cyx", rows, coarse, cols).astype(np.float32)
 
 

@@ -8,9 +8,6 @@ from collections.abc import Iterator
 import torch
 
 from ..errors import SemisegInputError
-from ..models.layout import place_network
-
-__all__ = ["autocast", "place_network", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:

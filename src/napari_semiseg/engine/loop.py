@@ -28,9 +28,10 @@ from ..inference.postprocess import (
     annotated_confidence,
     instances_from_probabilities,
 )
+from ..models.layout import place_network
 from .checkpoint import LoadedModel, save_checkpoint
 from .config import TrainConfig
-from .device import autocast, place_network, resolve_device
+from .device import autocast, resolve_device
 from .events import (
     CheckpointSaved,
     Event,

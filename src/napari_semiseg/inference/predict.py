@@ -191,12 +191,6 @@ def segment(
     """
     custom = getattr(method, "segment_instances", None)
     if custom is not None:
-        if tiling is not None and tiling.flip_tta:
-            raise SemisegInputError(
-                f"flip averaging applies to methods that predict probability maps; "
-                f"{method.name} decodes its instances from proposals",
-                "predict without flip averaging (untick 'average over flips', or drop --tta)",
-            )
         return (yield from custom(image, median_area, tiling, postprocess))
     probabilities = yield from predict_probabilities(method, image, tiling)
     instances = instances_from_probabilities(probabilities, median_area, postprocess)

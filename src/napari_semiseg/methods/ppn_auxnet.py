@@ -32,6 +32,7 @@ from skimage.segmentation import relabel_sequential
 from torch import nn
 
 from ..data.annotations import BORDER, IGNORE, INTERIOR
+from ..errors import SemisegInputError
 from ..inference.ppn_instances import TileProposals, segment_from_proposals
 from ..inference.proposals import (
     Proposals,
@@ -654,7 +655,8 @@ class PPNAuxNet(Method):
         median_area : float
             Median annotated cell area (size filter; radius if none was learnt).
         tiling : TilingConfig, optional
-            Tile size and halo (the halo grows to hold a whole mask window).
+            Tile size and halo (the halo grows to hold a whole mask window). Flip
+            averaging (``flip_tta``) is refused: proposals are not averaged.
         postprocess : PostprocessConfig, optional
             ``foreground_threshold``, ``min_size_fraction`` and ``fill_holes``.
 
@@ -666,6 +668,12 @@ class PPNAuxNet(Method):
         from ..inference.postprocess import PostprocessConfig
         from ..inference.predict import Segmentation, check_channels
 
+        if tiling is not None and tiling.flip_tta:
+            raise SemisegInputError(
+                f"flip averaging applies to methods that predict probability maps; "
+                f"{self.name} decodes its instances from proposals",
+                "predict without flip averaging (untick 'average over flips', or drop --tta)",
+            )
         check_channels(self, image)
         postprocess = postprocess or PostprocessConfig()
         radius = self.cell_radius(median_area)
