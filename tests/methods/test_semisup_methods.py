@@ -108,6 +108,21 @@ def test_bcp_resumed_teacher_skips_pretraining():
     assert method.training_step(_batch(), 0).terms["pseudo"] > 0
 
 
+def test_bcp_strong_view_scales_the_student_input_only():
+    seen = []
+    method = _method("mean-teacher", student_min_contrast=0.25, min_area_fraction=0.0)
+    method.teacher_ema.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+    method.progress = 0.5
+    method.training_step(_batch(batch_size=4), 0)
+    assert float(seen[0].max()) == 1.0  # the teacher labels the unscaled patches
+    student = method.batch_previews["mixed_image"]  # first patch as the student saw it
+    assert 0.25 <= float(student.max()) < 1.0
+    plain = _method("mean-teacher", min_area_fraction=0.0)  # default: no strong view
+    plain.progress = 0.5
+    plain.training_step(_batch(batch_size=4), 0)
+    assert float(plain.batch_previews["mixed_image"].max()) == 1.0
+
+
 def test_bcp_teacher_follows_student_and_predicts():
     method = _method("mean-teacher", ema_decay=0.5)
     x = torch.randn(1, 1, 16, 16)

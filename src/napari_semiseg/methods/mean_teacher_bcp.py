@@ -82,6 +82,16 @@ class MeanTeacherConfig(MethodConfig):
             "pseudo-labels (weight α) instead of weight 0"
         },
     )
+    student_min_contrast: float = field(
+        default=1.0,
+        metadata=_meta(
+            0.05,
+            1.0,
+            0.05,
+            "strong view: the student sees each mixed patch with its contrast scaled by a "
+            "random factor in [this, 1], the teacher labels the unscaled patch (1 = off)",
+        ),
+    )
     use_weight_map: bool = field(
         default=True, metadata={"help": "weight annotated pixels by the U-Net weight map"}
     )
@@ -187,7 +197,8 @@ class MeanTeacherBCP(Method):
             )
             for key in source
         }
-        logits = self.model(mixed["image"])
+        student_input = self._strong_view(mixed["image"])
+        logits = self.model(student_input)
         supervised = region_loss(
             logits, crop_like(mixed["target"], logits), self._crop(mixed.get("weight"), logits)
         )
@@ -196,9 +207,22 @@ class MeanTeacherBCP(Method):
         # loss curve stays comparable across the switch (Adam ignores the constant).
         alpha = self.config.unlabelled_weight
         loss = (supervised + alpha * pseudo) / (1.0 + alpha)
-        self._record(mixed["image"], mixed["target"], mixed["pseudo"])
+        self._record(student_input, mixed["target"], mixed["pseudo"])
         terms = {"supervised": float(supervised.detach()), "pseudo": float(pseudo.detach())}
         return StepOutput(loss, terms)
+
+    def _strong_view(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, Y, X)`` patches with contrast scaled by log-uniform factors in [c, 1].
+
+        The teacher's pseudo-labels come from the unscaled patches, so the student
+        learns from every unlabelled cell what a dim one looks like (FixMatch's
+        weak/strong asymmetry, with contrast as the strong change).
+        """
+        low = self.config.student_min_contrast
+        if low >= 1.0:
+            return x
+        u = torch.rand(len(x), 1, 1, 1, device=x.device, dtype=x.dtype)
+        return x * torch.exp(u * float(np.log(low)))
 
     @staticmethod
     def _crop(weight: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
