@@ -365,12 +365,19 @@ def load_cache(path: Path, limit: int | None) -> dict:
     return {"runs": {}, "speed": None, "machine": None, "limit": limit}
 
 
-def save_cache(cache: dict, path: Path) -> None:
-    """Merge ``cache`` into the file under a lock (several workers may share it)."""
+def save_cache(cache: dict, path: Path, fresh: set[str] | None = None) -> None:
+    """Merge ``cache`` into the file under a lock (several workers may share it).
+
+    ``fresh``: keys of the runs this worker made; only those override the file.
+    The file wins for every other key, so a worker's stale copy of a run that
+    another worker redid meanwhile (``--force``) is not written back. None: every
+    run of ``cache`` overrides the file.
+    """
     with _locked(path):
         if path.exists():
             on_disk = json.loads(path.read_text())
-            cache["runs"] = {**on_disk.get("runs", {}), **cache["runs"]}
+            mine = cache["runs"] if fresh is None else {k: cache["runs"][k] for k in fresh}
+            cache["runs"] = {**cache["runs"], **on_disk.get("runs", {}), **mine}
             cache["speed"] = cache.get("speed") or on_disk.get("speed")
         text = json.dumps(cache, indent=1, sort_keys=True)
         atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -588,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     cache = load_cache(args.cache, args.limit)
+    fresh: set[str] = set()  # runs made by this worker (the only ones it writes back)
     methods = [m for m in args.methods.split(",") if m]
     if methods == ["all"]:
         methods = ["rf", *METHODS, "ceiling"]
@@ -597,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         if args.speed:
             cache["speed"] = measure_speed(min(args.budget, 60.0))
-            save_cache(cache, args.cache)
+            save_cache(cache, args.cache, fresh)
             print(json.dumps(cache["speed"], indent=1))
         for dataset in args.sets.split(","):
             if not args.methods:
@@ -637,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                     if method != "rf":
                         result["code"] = CODE
                     cache["runs"][k] = result
-                    save_cache(cache, args.cache)
+                    fresh.add(k)
+                    save_cache(cache, args.cache, fresh)
                     print(
                         f"  seed {seed} {label:>14}: AP50 {result['ap50']:.3f}  mAP "
                         f"{result['map']:.3f}  Dice {result['dice']:.3f}  "
@@ -648,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    save_cache(cache, args.cache)
+    save_cache(cache, args.cache, fresh)
     write_doc(cache, args.budget, args.doc)
     print(table(cache, args.budget))
     return 0

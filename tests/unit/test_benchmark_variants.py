@@ -108,3 +108,18 @@ def test_only_runs_of_the_unet_code_version_are_paired(fewlabels):
     )
     assert unet_row.startswith("| ctc_fluo_n2dh_gowt1 | unet | 2 | 0.550 ± 0.050 |")
     assert unet_row.endswith("| 1,2 |")
+
+
+def test_a_worker_writes_back_only_its_own_runs(fewlabels, tmp_path):
+    path = tmp_path / "results.json"
+    fewlabels.save_cache({"runs": {"a": 1, "b": 1}, "speed": None}, path)
+    stale = fewlabels.load_cache(path, None)  # worker 1 starts with a and b
+    redo = fewlabels.load_cache(path, None)  # worker 2 redoes b (--force)
+    redo["runs"]["b"] = 2
+    fewlabels.save_cache(redo, path, {"b"})
+    stale["runs"]["c"] = 3  # worker 1 finishes a new run later
+    fewlabels.save_cache(stale, path, {"c"})
+    assert fewlabels.load_cache(path, None)["runs"] == {"a": 1, "b": 2, "c": 3}
+    assert stale["runs"]["b"] == 2  # and the worker's copy is refreshed
+    fewlabels.save_cache({"runs": {"b": 1}, "speed": None}, path)  # no fresh set: caller wins
+    assert fewlabels.load_cache(path, None)["runs"] == {"a": 1, "b": 1, "c": 3}
