@@ -123,6 +123,16 @@ def test_bcp_strong_view_scales_the_student_input_only():
     assert float(plain.batch_previews["mixed_image"].max()) == 1.0
 
 
+def test_bcp_strong_view_about_the_median_keeps_the_background():
+    method = _method("mean-teacher", student_min_contrast=0.2, contrast_about_median=True)
+    x = torch.full((4, 1, 8, 8), 0.8)  # bright background (brightfield) ...
+    x[:, :, :2, :2] = 0.1  # ... with a dark cell
+    view = method._strong_view(x)
+    torch.testing.assert_close(view[:, :, 4:, 4:], x[:, :, 4:, 4:])
+    cell = view[:, 0, 0, 0]
+    assert bool(((cell > 0.1) & (cell <= 0.8 - 0.2 * 0.7 + 1e-6)).all())  # fades, not erased
+
+
 def test_bcp_teacher_follows_student_and_predicts():
     method = _method("mean-teacher", ema_decay=0.5)
     x = torch.randn(1, 1, 16, 16)

@@ -92,6 +92,13 @@ class MeanTeacherConfig(MethodConfig):
             "random factor in [this, 1], the teacher labels the unscaled patch (1 = off)",
         ),
     )
+    contrast_about_median: bool = field(
+        default=False,
+        metadata={
+            "help": "strong view: scale the contrast about each patch's median (its "
+            "background level, bright in brightfield) instead of about 0"
+        },
+    )
     use_weight_map: bool = field(
         default=True, metadata={"help": "weight annotated pixels by the U-Net weight map"}
     )
@@ -214,6 +221,8 @@ class MeanTeacherBCP(Method):
     def _strong_view(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, Y, X)`` patches with contrast scaled by log-uniform factors in [c, 1].
 
+        About 0, or about each patch's per-channel median (``contrast_about_median``).
+
         The teacher's pseudo-labels come from the unscaled patches, so the student
         learns from every unlabelled cell what a dim one looks like (FixMatch's
         weak/strong asymmetry, with contrast as the strong change).
@@ -222,7 +231,11 @@ class MeanTeacherBCP(Method):
         if low >= 1.0:
             return x
         u = torch.rand(len(x), 1, 1, 1, device=x.device, dtype=x.dtype)
-        return x * torch.exp(u * float(np.log(low)))
+        factor = torch.exp(u * float(np.log(low)))
+        if not self.config.contrast_about_median:
+            return x * factor
+        centre = x.flatten(2).median(-1).values[..., None, None]  # (B, C, 1, 1)
+        return centre + factor * (x - centre)
 
     @staticmethod
     def _crop(weight: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
