@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=None, help="default: cores - 1")
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--batches", action="store_true", help="also show training batches")
+    parser.add_argument(
+        "--no-defer-paint",
+        action="store_true",
+        help="repaint in the same event-loop pass as a layer creation (the old behaviour)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     return parser.parse_args(argv)
 
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> str:
     widget = SemisegWidget(viewer, runner=runner)
     viewer.window.add_dock_widget(widget, name="semiseg")
     widget.train.sync.min_interval = args.min_interval
+    widget.train.sync.defer_paint = not args.no_defer_paint
     widget.train.batches_box.setChecked(args.batches)
     widget.tabs.setCurrentIndex(1)  # the user watches the Train tab (loss plot visible)
     widget.train.method.value = args.method

@@ -247,3 +247,50 @@ def test_gui_pace_counts_the_gap_from_the_last_mark():
     pace.mark()
     assert 9.0 < pace.wait() <= 10.0
     assert GuiPace(gap=0.0).wait() == 0.0
+
+
+def test_a_layer_creation_repaints_in_later_event_loop_turns(viewer, qtbot):
+    """Widgets first, then the canvas, each in its own turn; nothing stays frozen."""
+    from napari_semiseg._widgets._layers import LIVE_INSTANCES, LayerSync, _qt_widgets
+    from napari_semiseg._widgets._pace import GuiPace
+
+    window, canvas = _qt_widgets(viewer)
+    assert window is not None
+    assert canvas is not None
+    seen = []
+    original = canvas.setUpdatesEnabled
+    canvas.setUpdatesEnabled = lambda on: (seen.append(("canvas", on)), original(on))
+    pace = GuiPace(gap=0.0)
+    sync = LayerSync(viewer, min_interval=0, pace=pace)
+    sync.handle(_event(1, instances=np.ones((16, 16), np.int32)))
+    qtbot.waitUntil(lambda: LIVE_INSTANCES in viewer.layers, timeout=3000)
+    assert seen == [("canvas", False)]  # frozen while the layer was added
+    assert not window.updatesEnabled()
+    assert pace.wait() > 0  # the deferred repaints count as GUI work
+    qtbot.waitUntil(lambda: window.updatesEnabled(), timeout=1000)
+    assert not canvas.updatesEnabled()  # the Qt widgets paint first ...
+    qtbot.waitUntil(lambda: canvas.updatesEnabled(), timeout=1000)
+    assert seen == [("canvas", False), ("canvas", True)]  # ... then the canvas
+    # replacing data repaints at once (cheap), and flush never defers
+    sync.handle(_event(2, instances=np.zeros((16, 16), np.int32)))
+    qtbot.waitUntil(lambda: not sync.pending, timeout=3000)
+    assert window.updatesEnabled()
+    assert canvas.updatesEnabled()
+
+
+def test_deferred_repaint_leaves_already_frozen_widgets_alone(viewer, qtbot):
+    from napari_semiseg._widgets._layers import _PaintLater, _qt_widgets
+
+    window, canvas = _qt_widgets(viewer)
+    canvas.setUpdatesEnabled(False)  # someone else froze the canvas
+    done = []
+    with _PaintLater(viewer, widgets_ms=0, canvas_ms=0, on_done=lambda: done.append(1)):
+        assert not window.updatesEnabled()
+    qtbot.waitUntil(lambda: done == [1], timeout=1000)
+    assert window.updatesEnabled()
+    assert not canvas.updatesEnabled()  # not ours to thaw
+    canvas.setUpdatesEnabled(True)
+    with _PaintLater(object(), on_done=lambda: done.append(2)) as paint:  # headless
+        assert paint.window is None
+        assert paint.canvas is None
+    assert done == [1, 2]  # nothing frozen: done at once

@@ -32,9 +32,16 @@ class GuiPace:
         """Seconds to wait before the next expensive piece of work (0 = go ahead)."""
         return max(0.0, self._last + self.gap - time.perf_counter())
 
-    def mark(self) -> None:
-        """Record that an expensive piece of work has just ended."""
-        self._last = time.perf_counter()
+    def mark(self, after: float = 0.0) -> None:
+        """Record that an expensive piece of work has just ended.
+
+        Parameters
+        ----------
+        after : float
+            Seconds of further work it has already scheduled (a deferred
+            repaint): the gap is counted from their end.
+        """
+        self._last = time.perf_counter() + after
 
 
 class WorkerHold:
