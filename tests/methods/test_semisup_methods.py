@@ -110,27 +110,89 @@ def test_bcp_resumed_teacher_skips_pretraining():
 
 def test_bcp_strong_view_scales_the_student_input_only():
     seen = []
-    method = _method("mean-teacher", student_min_contrast=0.25, min_area_fraction=0.0)
+    method = _method(
+        "mean-teacher", strong_view="on", student_min_contrast=0.25, min_area_fraction=0.0
+    )
     method.teacher_ema.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
     method.progress = 0.5
     method.training_step(_batch(batch_size=4), 0)
     assert float(seen[0].max()) == 1.0  # the teacher labels the unscaled patches
     student = method.batch_previews["mixed_image"]  # first patch as the student saw it
     assert 0.25 <= float(student.max()) < 1.0
-    plain = _method("mean-teacher", min_area_fraction=0.0)  # default: no strong view
+    plain = _method("mean-teacher", strong_view="off", min_area_fraction=0.0)
     plain.progress = 0.5
     plain.training_step(_batch(batch_size=4), 0)
     assert float(plain.batch_previews["mixed_image"].max()) == 1.0
 
 
 def test_bcp_strong_view_about_the_median_keeps_the_background():
-    method = _method("mean-teacher", student_min_contrast=0.2, contrast_about_median=True)
+    method = _method(
+        "mean-teacher", strong_view="on", student_min_contrast=0.2, contrast_about_median=True
+    )
     x = torch.full((4, 1, 8, 8), 0.8)  # bright background (brightfield) ...
     x[:, :, :2, :2] = 0.1  # ... with a dark cell
     view = method._strong_view(x)
     torch.testing.assert_close(view[:, :, 4:, 4:], x[:, :, 4:, 4:])
     cell = view[:, 0, 0, 0]
     assert bool(((cell > 0.1) & (cell <= 0.8 - 0.2 * 0.7 + 1e-6)).all())  # fades, not erased
+
+
+FLUORESCENCE = {"image_level": 0.02, "background_level": 0.04, "cell_level": 0.56}
+BRIGHTFIELD = {"image_level": 0.93, "background_level": 0.38, "cell_level": -0.04}
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        (FLUORESCENCE, True),
+        (BRIGHTFIELD, False),
+        ({"image_level": 0.50, "background_level": 0.24, "cell_level": 0.68}, False),  # EM
+        ({"image_level": 0.05, "background_level": 0.30, "cell_level": 0.10}, False),  # dark cells
+        ({"image_level": 0.05}, True),  # no annotation statistics: the image level decides
+        ({}, False),  # nothing known: leave the student's input alone
+    ],
+)
+def test_bcp_auto_strong_view_is_for_dark_images_with_bright_cells(summary, expected):
+    from napari_semiseg.methods.mean_teacher_bcp import strong_view_suits
+
+    assert strong_view_suits(summary) is expected
+    method = _method("mean-teacher")  # strong_view = "auto" by default
+    assert not method.uses_strong_view  # undecided until the engine gives the data
+    method.on_training_data(summary)
+    assert method.uses_strong_view is expected
+    x = torch.ones(8, 1, 4, 4)
+    changed = not torch.equal(method._strong_view(x), x)
+    assert changed is expected
+    for setting, on in (("on", True), ("off", False)):
+        fixed = _method("mean-teacher", strong_view=setting)
+        fixed.on_training_data(BRIGHTFIELD if on else FLUORESCENCE)  # the data cannot override
+        assert fixed.uses_strong_view is on
+
+
+def test_bcp_strong_view_setting_must_be_a_known_choice():
+    from napari_semiseg.errors import SemisegInputError
+
+    with pytest.raises(SemisegInputError, match="strong_view = 'sometimes' is not one of"):
+        _method("mean-teacher", strong_view="sometimes")
+
+
+def test_training_data_intensity_levels_describe_dark_background_and_bright_cells():
+    from napari_semiseg.data.datasets import TrainingData
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 10, (64, 64))  # dark background ...
+    labels = np.zeros((64, 64), np.int32)
+    for i, (y, x) in enumerate([(10, 10), (40, 20), (20, 45)], 1):
+        image[y : y + 10, x : x + 10] += 200  # ... bright cells
+        labels[y : y + 10, x : x + 10] = i
+    data = TrainingData.from_arrays([image, image.copy()], [labels, None], [None, None])
+    levels = data.summary()
+    assert levels["image_level"] < 0.1
+    assert levels["cell_level"] > 0.8
+    assert levels["background_level"] < levels["cell_level"]
+    inverted = TrainingData.from_arrays([255 - image], [labels], [None]).summary()
+    assert inverted["image_level"] > 0.8  # brightfield-like: bright background
+    assert inverted["cell_level"] < inverted["background_level"]
 
 
 def test_bcp_teacher_follows_student_and_predicts():

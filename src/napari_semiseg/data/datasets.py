@@ -238,8 +238,49 @@ class TrainingData:
         )
         return float(np.median(radii)) if radii.size else 0.0
 
+    def intensity_levels(self, stride: int = 4) -> dict[str, float]:
+        """Typical normalised intensities (mean over channels): image, background, cells.
+
+        ``image_level`` is the median over images of each image's median pixel
+        (every ``stride``-th pixel per axis): near 0 for fluorescence, where
+        most of an image is dark background. ``background_level`` and
+        ``cell_level`` are the medians over the pixels known to be background
+        and over the annotated cells' pixels. NaN where there are none.
+
+        Parameters
+        ----------
+        stride : int
+            Subsampling of the images for ``image_level``.
+
+        Returns
+        -------
+        dict
+            ``image_level``, ``background_level``, ``cell_level`` (floats).
+        """
+        medians = [float(np.median(im.image[:, ::stride, ::stride].mean(0))) for im in self.images]
+        background, cells = [], []
+        for im in self.annotated:
+            grey = im.image.mean(0)
+            if im.target is not None:
+                background.append(grey[im.target == BACKGROUND])
+            cells.append(grey[im.labels > 0])
+
+        def median(parts: list[np.ndarray]) -> float:
+            values = np.concatenate(parts) if parts else np.zeros(0)
+            return float(np.median(values)) if values.size else float("nan")
+
+        return {
+            "image_level": float(np.median(medians)),
+            "background_level": median(background),
+            "cell_level": median(cells),
+        }
+
     def summary(self) -> dict[str, int | float]:
-        """Counts shown to the user: images, annotated images, cells, known pixels."""
+        """Counts shown to the user: images, annotated images, cells, known pixels.
+
+        Also the median cell area and inradius and the intensity levels of
+        :meth:`intensity_levels`, which methods read in ``on_training_data``.
+        """
         known = sum(im.n_known for im in self.images)
         total = sum(im.shape[0] * im.shape[1] for im in self.images)
         background = sum(
@@ -254,6 +295,7 @@ class TrainingData:
             "unknown_pixels": total - known,
             "median_cell_area": self.median_cell_area(),
             "median_cell_inradius": self.median_cell_inradius(),
+            **self.intensity_levels(),
         }
 
 

@@ -43,8 +43,20 @@ class MethodConfig:
     """Base of every method's hyper-parameters (a frozen dataclass with defaults).
 
     The Train widget builds its form from the fields; field metadata may hold
-    ``{"min": ..., "max": ..., "step": ..., "help": ...}`` for the widget.
+    ``{"min": ..., "max": ..., "step": ..., "help": ...}`` for the widget, or
+    ``{"choices": (...), "help": ...}`` for a setting with a few named values
+    (checked here).
     """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise SemisegInputError(
+                    f"{f.name} = {value!r} is not one of {', '.join(map(repr, choices))}",
+                    f"set {f.name} to one of them",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary for checkpoints and JSON."""
