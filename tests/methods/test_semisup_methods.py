@@ -150,6 +150,7 @@ BRIGHTFIELD = {"image_level": 0.93, "background_level": 0.38, "cell_level": -0.0
         ({"image_level": 0.05, "background_level": 0.30, "cell_level": 0.10}, False),  # dark cells
         ({"image_level": 0.05}, True),  # no annotation statistics: the image level decides
         ({}, False),  # nothing known: leave the student's input alone
+        ({"image_level": None}, False),  # unknown is not "dark"
     ],
 )
 def test_bcp_auto_strong_view_is_for_dark_images_with_bright_cells(summary, expected):

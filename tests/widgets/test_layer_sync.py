@@ -294,3 +294,4 @@ def test_deferred_repaint_leaves_already_frozen_widgets_alone(viewer, qtbot):
         assert paint.window is None
         assert paint.canvas is None
     assert done == [1, 2]  # nothing frozen: done at once
+    assert paint.seconds == 0.0  # and no repaint left to wait for

@@ -184,11 +184,12 @@ class _PaintLater:
     ) -> None:
         self.widgets_ms, self.canvas_ms, self.on_done = widgets_ms, canvas_ms, on_done
         self.window, self.canvas = _qt_widgets(viewer)
+        self._frozen: list[Any] = []
 
     @property
     def seconds(self) -> float:
-        """Time from the end of the creation until the canvas paints again."""
-        return (self.widgets_ms + self.canvas_ms) / 1000
+        """Time from the end of the creation until the canvas paints again (0: nothing frozen)."""
+        return (self.widgets_ms + self.canvas_ms) / 1000 if self._frozen else 0.0
 
     def __enter__(self) -> _PaintLater:
         # Only widgets that are painting now are frozen (and later thawed), so

@@ -60,7 +60,7 @@ def strong_view_suits(summary: dict[str, Any]) -> bool:
         sets and 0.50-0.93 for brightfield, H&E and EM.
     """
     image, background, cells = (
-        float(summary.get(k, float("nan")) or 0.0)
+        float("nan") if summary.get(k) is None else float(summary[k])
         for k in ("image_level", "background_level", "cell_level")
     )
     if not np.isfinite(image) or image >= DARK_IMAGE_LEVEL:
