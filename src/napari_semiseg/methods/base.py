@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,18 +46,35 @@ class MethodConfig:
 
     The Train widget builds its form from the fields; field metadata may hold
     ``{"min": ..., "max": ..., "step": ..., "help": ...}`` for the widget, or
-    ``{"choices": (...), "help": ...}`` for a setting with a few named values
-    (checked here).
+    ``{"choices": (...), "help": ...}`` for a setting with a few named values.
+    Values are checked here: choices, and the range ``"limits": (low, high)``
+    where given, otherwise ``min``/``max`` (the widget's range). ``limits`` is
+    for settings whose valid range is wider than what the form usually needs.
     """
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
+            try:
+                value = _coerce(f.name, value, hints.get(f.name))
+            except SemisegInputError:
+                if choices is None:
+                    raise
+            object.__setattr__(self, f.name, value)
             if choices is not None and value not in choices:
                 raise SemisegInputError(
                     f"{f.name} = {value!r} is not one of {', '.join(map(repr, choices))}",
                     f"set {f.name} to one of them",
+                )
+            low, high = f.metadata.get("limits", (f.metadata.get("min"), f.metadata.get("max")))
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            below = number and low is not None and value < low
+            if below or (number and high is not None and value > high):
+                raise SemisegInputError(
+                    f"{f.name} = {value!r} is outside its range [{low}, {high}]",
+                    f"set {f.name} to a value from {low} to {high}",
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,7 +83,11 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> MethodConfig:
-        """Build from a dictionary, ignoring unknown keys.
+        """Build from a dictionary; unknown keys are refused.
+
+        Values are converted to the field's type where that is unambiguous
+        (``"0.5"`` to 0.5, ``"false"`` to False, 3.0 to 3) and checked against the
+        field's range and choices.
 
         Parameters
         ----------
@@ -74,6 +97,11 @@ class MethodConfig:
         Returns
         -------
         MethodConfig
+
+        Raises
+        ------
+        SemisegInputError
+            For an unknown key, a value of the wrong type, or one out of range.
         """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values or {}) - names
@@ -83,6 +111,75 @@ class MethodConfig:
                 f"use only {', '.join(sorted(names))}",
             )
         return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Convert a setting to its declared type (bool, int, float or str) or refuse it.
+
+    Parameters
+    ----------
+    name : str
+        Setting name (for the message).
+    value : object
+        Given value (from a form, JSON, a checkpoint or the command line).
+    kind : type or None
+        Declared type; ``X | None`` accepts None, anything else is left alone.
+
+    Returns
+    -------
+    object
+        The converted value.
+    """
+    if value is None and kind is not None and type(None) in typing.get_args(kind):
+        return None
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args:
+        kind = args[0] if len(args) == 1 else None
+    expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+        kind, f"a {getattr(kind, '__name__', kind)}"
+    )
+    wrong = SemisegInputError(f"{name} = {value!r} is not {expected}", f"give {name} {expected}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise wrong
+    if kind is int:
+        if isinstance(value, bool):
+            raise wrong
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise wrong from None
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        raise wrong
+    if kind is float:
+        if isinstance(value, bool):
+            raise wrong
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise wrong from None
+        if not isinstance(value, (int, float, np.integer, np.floating)):
+            raise wrong
+        if not math.isfinite(float(value)):
+            raise SemisegInputError(f"{name} = {value!r} is not finite", f"give {name} a number")
+        return float(value)
+    if kind is str and not isinstance(value, str):
+        raise wrong
+    return value
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,13 @@ from .base import Batch, Method, MethodConfig, StepOutput
 from .supervised import crop_like
 
 
-def _meta(low: float, high: float, step: float, text: str) -> dict[str, object]:
-    return {"min": low, "max": high, "step": step, "help": text}
+def _meta(
+    low: float, high: float, step: float, text: str, limits: tuple[float, float] | None = None
+) -> dict[str, object]:
+    meta: dict[str, object] = {"min": low, "max": high, "step": step, "help": text}
+    if limits is not None:
+        meta["limits"] = limits
+    return meta
 
 
 def _ramp(progress: float, length: float) -> float:
@@ -45,10 +50,12 @@ class CoTrainingConfig(MethodConfig):
     """Hyper-parameters of co-training (METHODS.md section 5.1 suggested values)."""
 
     ema_decay: float = field(
-        default=0.999, metadata=_meta(0.9, 0.9999, 0.001, "decay of the weight-averaged copies")
+        default=0.999,
+        metadata=_meta(0.9, 0.9999, 0.001, "decay of the weight-averaged copies", (0.0, 1.0)),
     )
     confidence_threshold: float = field(
-        default=0.9, metadata=_meta(0.5, 0.999, 0.01, "peer confidence for a hard pseudo-label")
+        default=0.9,
+        metadata=_meta(0.5, 0.999, 0.01, "peer confidence for a hard pseudo-label", (0.0, 1.0)),
     )
     soft_weight: float = field(
         default=1.0, metadata=_meta(0.0, 10.0, 0.1, "λ_s: weight of the soft (KL) term")

@@ -68,8 +68,13 @@ def strong_view_suits(summary: dict[str, Any]) -> bool:
     return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
 
 
-def _meta(low: float, high: float, step: float, text: str) -> dict[str, object]:
-    return {"min": low, "max": high, "step": step, "help": text}
+def _meta(
+    low: float, high: float, step: float, text: str, limits: tuple[float, float] | None = None
+) -> dict[str, object]:
+    meta: dict[str, object] = {"min": low, "max": high, "step": step, "help": text}
+    if limits is not None:
+        meta["limits"] = limits
+    return meta
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class MeanTeacherConfig(MethodConfig):
         ),
     )
     ema_decay: float = field(
-        default=0.99, metadata=_meta(0.9, 0.9999, 0.001, "teacher EMA decay λ")
+        default=0.99, metadata=_meta(0.9, 0.9999, 0.001, "teacher EMA decay λ", (0.0, 1.0))
     )
     unlabelled_weight: float = field(
         default=0.5, metadata=_meta(0.0, 2.0, 0.05, "weight α of teacher pseudo-labels")
