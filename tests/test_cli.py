@@ -249,3 +249,89 @@ def test_gamma_is_saved_used_and_kept_when_resuming(tmp_path, capsys):
     assert not (tmp_path / "m3.pt").exists()
     assert _train(tmp_path, "--gamma", "0", "--overwrite") == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_later_bad_image_and_writes_nothing(trained, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "a.tif", IMAGE)
+    tifffile.imwrite(images / "b.tif", np.zeros((12, 64, 64), np.uint8) + IMAGE)
+    out = tmp_path / "masks"
+    code = main(["predict", str(trained), "--images", str(images), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "b.tif" in err
+    assert "3D stack" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", ["0", "3", "-8"])
+def test_predict_refuses_a_bad_tile_size(trained, tmp_path, capsys, size):
+    folders = sample_folders()
+    out = tmp_path / "masks"
+    args = ["predict", str(trained), "--images", str(folders["images"]), "--out", str(out)]
+    assert main([*args, "--tile-size", size]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"tile size {size} is too small" in err
+    assert "Fix: use a tile size of at least" in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def _score_folders(tmp_path):
+    for sub in ("pred", "truth"):
+        (tmp_path / sub).mkdir()
+        tifffile.imwrite(tmp_path / sub / "a.tif", LABELS)
+    return ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]
+
+
+def test_evaluate_with_no_predictions_says_so(tmp_path, capsys):
+    args = _score_folders(tmp_path)
+    (tmp_path / "empty").mkdir()
+    args[2] = str(tmp_path / "empty")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"no predictions found in {tmp_path / 'empty'}" in err
+    assert "ground truth" not in err
+
+
+def test_evaluate_json_is_never_replaced_unasked(tmp_path, capsys):
+    args = _score_folders(tmp_path)
+    report = tmp_path / "scores.json"
+    report.write_text("old")
+    assert main([*args, "--json", str(report)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert report.read_text() == "old"
+    assert main([*args, "--json", str(report), "--overwrite"]) == 0
+    assert json.loads(report.read_text())["ap50"] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred", "scores.json", "truth"]
+
+
+def test_evaluate_json_in_a_missing_folder_is_a_clear_error(tmp_path, capsys):
+    args = _score_folders(tmp_path)
+    target = tmp_path / "nowhere" / "scores.json"
+    assert main([*args, "--json", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err
+    assert len(err.splitlines()) == 1
+    assert "Fix:" in err
+    assert not target.parent.exists()
+
+
+def test_resume_warns_that_method_and_size_of_the_checkpoint_are_used(tmp_path, capsys):
+    from napari_semiseg.engine import load_checkpoint
+
+    _folders(tmp_path, IMAGE, LABELS)
+    assert _train(tmp_path) == 0  # unet, tiny
+    capsys.readouterr()
+    resume = ["--resume", str(tmp_path / "m.pt"), "--out", str(tmp_path / "m2.pt")]
+    assert _train(tmp_path, *resume, "--method", "mean-teacher", "--model-size", "large") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "--method mean-teacher and --model-size large ignored with --resume" in warnings[0]
+    assert "method unet and architecture (tiny)" in warnings[0]
+    assert load_checkpoint(tmp_path / "m2.pt").method.name == "unet"
+    # the same method and size as the checkpoint: nothing to warn about
+    resume[-1] = str(tmp_path / "m3.pt")
+    assert _train(tmp_path, *resume, "--method", "unet") == 0
+    assert "warning" not in capsys.readouterr().err

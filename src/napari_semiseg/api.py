@@ -7,7 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
@@ -31,7 +35,16 @@ from .engine import train as _train_generator
 from .errors import SemisegInputError
 from .evaluation import evaluate
 from .inference import PostprocessConfig, TilingConfig, run, segment
-from .io import existing_outputs, list_images, match_by_name, read_image, write_labels
+from .inference.predict import check_channels
+from .inference.tiling import fit_tiling
+from .io import (
+    atomic_write,
+    existing_outputs,
+    list_images,
+    match_by_name,
+    read_image,
+    write_labels,
+)
 
 PathLike = str | Path
 
@@ -173,6 +186,7 @@ def iter_train(
     masks: PathLike | Sequence[np.ndarray | None] | None = None,
     *,
     out: PathLike | None = None,
+    overwrite: bool = False,
     resume: PathLike | LoadedModel | None = None,
     control: TrainingControl | None = None,
     channel_axis: int | None = None,
@@ -186,7 +200,11 @@ def iter_train(
     images, labels, masks
         As in :func:`load_training_data`, or a ready :class:`TrainingData`.
     out : path, optional
-        Checkpoint written at the end.
+        Checkpoint written at the end (and every ``checkpoint_every`` s).
+    overwrite : bool
+        Replace an existing ``out`` file; otherwise an existing file is refused
+        before anything is read or trained. Continuing a model in place
+        (``out`` is the ``resume`` file) is always allowed.
     resume : path or LoadedModel, optional
         Continue training these weights.
     control : TrainingControl, optional
@@ -208,7 +226,13 @@ def iter_train(
     Returns
     -------
     TrainingResult
+
+    Raises
+    ------
+    SemisegInputError
+        For bad input, including an existing ``out`` file without ``overwrite``.
     """
+    check_model_file(out, resume, overwrite)
     config = make_config(**settings)
     if isinstance(resume, str | Path):
         resume = load_checkpoint(resume, resolve_device(config.device))
@@ -230,11 +254,50 @@ def iter_train(
     return (yield from _train_generator(data, config, out, resume, control))
 
 
+def check_model_file(
+    out: PathLike | None, resume: PathLike | LoadedModel | None = None, overwrite: bool = False
+) -> None:
+    """Refuse a model file to write that exists (unless asked) or is a folder.
+
+    Parameters
+    ----------
+    out : path, optional
+        Model file that training will write.
+    resume : path or LoadedModel, optional
+        The model being continued; writing back to its own file is allowed.
+    overwrite : bool
+        Allow replacing an existing file.
+
+    Raises
+    ------
+    SemisegInputError
+        If ``out`` is a folder, or exists and may not be replaced.
+    """
+    if out is None:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise SemisegInputError(
+            "this is a folder, not a model file", "give a file name such as model.pt", str(path)
+        )
+    if overwrite or not path.exists():
+        return
+    if isinstance(resume, str | Path) and Path(resume).resolve() == path.resolve():
+        return
+    raise SemisegInputError(
+        "model file exists and would be overwritten",
+        "choose another file name (--out), or pass overwrite=True (--overwrite) to replace it",
+        str(path),
+    )
+
+
 def train(
     images: PathLike | Sequence[np.ndarray] | TrainingData,
     labels: PathLike | Sequence[np.ndarray | None] | None = None,
     masks: PathLike | Sequence[np.ndarray | None] | None = None,
     *,
+    out: PathLike | None = None,
+    overwrite: bool = False,
     callback: Callable[[Event], None] | None = None,
     **kwargs: Any,
 ) -> TrainingResult:
@@ -244,6 +307,11 @@ def train(
     ----------
     images, labels, masks
         As in :func:`load_training_data`.
+    out : path, optional
+        Model file written at the end.
+    overwrite : bool
+        Replace an existing ``out`` file (otherwise it is refused before
+        training starts; continuing a model into its own file is allowed).
     callback : callable, optional
         Called with every event (e.g. to print progress).
     **kwargs
@@ -252,8 +320,13 @@ def train(
     Returns
     -------
     TrainingResult
+
+    Raises
+    ------
+    SemisegInputError
+        For bad input, including an existing ``out`` file without ``overwrite``.
     """
-    generator = iter_train(images, labels, masks, **kwargs)
+    generator = iter_train(images, labels, masks, out=out, overwrite=overwrite, **kwargs)
     while True:
         try:
             event = next(generator)
@@ -310,13 +383,22 @@ def segment_array(
     numpy.ndarray
         ``(Y, X)`` int32 instance ids.
     """
-    prepared = prepare_image(image, channel_axis, model.normalization, source)
+    prepared = _prepare(model, image, channel_axis, source)
     result = run(
         segment(
             model.method, prepared, model.median_cell_area, tiling, model.postprocess(postprocess)
         )
     )
     return result.instances
+
+
+def _prepare(
+    model: LoadedModel, image: np.ndarray, channel_axis: int | None, source: str | None
+) -> np.ndarray:
+    """Return the ``(C, Y, X)`` normalised image after all input checks of segmentation."""
+    prepared = prepare_image(image, channel_axis, model.normalization, source)
+    check_channels(model.method, prepared, source)
+    return prepared
 
 
 def predict(
@@ -346,7 +428,8 @@ def predict(
     channel_axis : int, optional
         Channel axis of multi-channel images.
     tile_size : int
-        Tile side for overlap-tile prediction.
+        Tile side for overlap-tile prediction; at least ``4 * 2**depth`` of the
+        model's network (64 for depth 4), rounded up to a multiple of ``2**depth``.
     device : str
         Device when ``model`` is a path.
     callback : callable, optional
@@ -360,9 +443,19 @@ def predict(
     -------
     list of numpy.ndarray
         ``(Y, X)`` int32 instance masks, one per image.
+
+    Raises
+    ------
+    SemisegInputError
+        For bad input: an unreadable or unsuitable image, a bad tile size,
+        two images with the same name, or existing masks without
+        ``overwrite``. Every image is checked before the first mask is
+        written, and the masks are moved into ``out`` only when all images
+        are segmented, so a failure leaves nothing behind.
     """
     if not isinstance(model, LoadedModel):
         model = load_model(model, device)
+    tiling = fit_tiling(tile_size, 2**model.method.model_config.depth, flip_tta=tta)
     if isinstance(images, str | Path):
         files = list_images(images)
         names, sources = [f.stem for f in files], list(files)
@@ -370,7 +463,58 @@ def predict(
         arrays = [images] if isinstance(images, np.ndarray) else list(images)
         names = [f"image_{i:03d}" for i in range(len(arrays))]
         sources = arrays
+    shown = [str(s) if isinstance(s, Path) else n for n, s in zip(names, sources, strict=True)]
     targets = [Path(out) / f"{n}.tif" for n in names] if out is not None else []
+    if out is not None:
+        _check_mask_targets(Path(out), targets, sources, overwrite)
+        for source, where in zip(sources, shown, strict=True):  # refuse before writing
+            raw = read_image(source) if isinstance(source, Path) else source
+            _prepare(model, raw, channel_axis, where)
+    masks: list[np.ndarray] = []
+    created = out is not None and not Path(out).exists()
+    stage = _stage_folder(Path(out)) if out is not None else None
+    try:
+        for i, (name, source) in enumerate(zip(names, sources, strict=True)):
+            raw = read_image(source) if isinstance(source, Path) else source
+            masks.append(segment_array(model, raw, channel_axis, tiling, source=shown[i]))
+            if stage is not None:
+                write_labels(stage / targets[i].name, masks[-1])
+            if callback is not None:
+                callback(name, i + 1, len(names))
+        if stage is not None:
+            _check_mask_targets(Path(out), targets, sources, overwrite)
+            for target in targets:
+                os.replace(stage / target.name, target)
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+            if created:  # the folder this call made, now empty
+                with contextlib.suppress(OSError):
+                    stage.parent.rmdir()
+        raise
+    if stage is not None:
+        shutil.rmtree(stage, ignore_errors=True)
+    return masks
+
+
+def _check_mask_targets(
+    out: Path, targets: Sequence[Path], sources: Sequence[Path | np.ndarray], overwrite: bool
+) -> None:
+    """Refuse mask files that two images would share, or that exist (unless asked)."""
+    if out.exists() and not out.is_dir():
+        raise SemisegInputError(
+            "the output path is a file, not a folder", "give a folder for the masks", str(out)
+        )
+    first: dict[Path, Path | np.ndarray] = {}
+    for target, source in zip(targets, sources, strict=True):
+        other = first.setdefault(target, source)
+        if other is not source and isinstance(source, Path) and isinstance(other, Path):
+            raise SemisegInputError(
+                f"images {other.name} and {source.name} would both be written as "
+                f"{target.name}; nothing was written",
+                "rename one of them (the part before the extension) or move it to another folder",
+                str(source.parent),
+            )
     clash = existing_outputs(targets)
     if clash and not overwrite:
         raise SemisegInputError(
@@ -378,29 +522,12 @@ def predict(
             "choose another --out folder or pass --overwrite",
             str(out),
         )
-    tiling = TilingConfig(
-        tile_size=tile_size,
-        halo=min(32, tile_size // 8),
-        blend=min(32, tile_size // 8),
-        flip_tta=tta,
-    )
-    masks = []
-    for i, (name, source) in enumerate(zip(names, sources, strict=True)):
-        raw = read_image(source) if isinstance(source, Path) else source
-        masks.append(
-            segment_array(
-                model,
-                raw,
-                channel_axis,
-                tiling,
-                source=str(source) if isinstance(source, Path) else name,
-            )
-        )
-        if out is not None:
-            write_labels(targets[i], masks[-1], overwrite=overwrite)
-        if callback is not None:
-            callback(name, i + 1, len(names))
-    return masks
+
+
+def _stage_folder(out: Path) -> Path:
+    """Hidden folder inside ``out`` where masks wait until every image is done."""
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".semiseg-masks-", suffix=".part", dir=out))
 
 
 def run_demo(
@@ -430,7 +557,8 @@ def run_demo(
     method : str
         Training method.
     overwrite : bool
-        Replace the results of an earlier demo in ``out``.
+        Replace the results of an earlier demo in ``out`` (otherwise any of
+        the files the demo writes that exists is refused before training).
     callback : callable, optional
         Called with every training event.
 
@@ -438,15 +566,35 @@ def run_demo(
     -------
     dict
         The report (also written as JSON).
+
+    Raises
+    ------
+    SemisegInputError
+        If ``out`` is a file, or holds any of the files the demo writes and
+        ``overwrite`` is False.
     """
     from ._sample_data import sample_folders
 
     out = Path(out)
     folders = sample_folders()
-    if (out / "report.json").exists() and not overwrite:
+    files = list_images(folders["images"])
+    outputs = [
+        out / "model.pt",
+        *[out / "masks" / f"{f.stem}.tif" for f in files],
+        out / "report.json",
+        out / "report.md",
+    ]
+    if out.exists() and not out.is_dir():
         raise SemisegInputError(
-            "an earlier demo's results are in this folder",
-            "pass --overwrite or choose another --out folder",
+            "the output path is a file, not a folder", "give a folder for the demo", str(out)
+        )
+    clash = existing_outputs(outputs)
+    if clash and not overwrite:
+        shown = ", ".join(str(p.relative_to(out)) for p in clash[:3])
+        raise SemisegInputError(
+            f"an earlier demo's results are in this folder ({shown}"
+            f"{', ...' if len(clash) > 3 else ''}); nothing was written",
+            "pass --overwrite (overwrite=True) or choose another --out folder",
             str(out),
         )
     started = time.perf_counter()
@@ -455,6 +603,7 @@ def run_demo(
         folders["annotations"],
         folders["known"],
         out=out / "model.pt",
+        overwrite=overwrite,
         method=method,
         steps=steps,
         time_budget=time_budget,
@@ -463,8 +612,7 @@ def run_demo(
         callback=callback,
         preview_every=0,
     )
-    masks = predict(result.model, folders["images"], out / "masks", overwrite=True)
-    files = list_images(folders["images"])
+    masks = predict(result.model, folders["images"], out / "masks", overwrite=overwrite)
     truths = [read_image(folders["truth"] / f.name) for f in files]
     known = [folders["known"] / f.name for f in files]
     ignores = [read_image(k) if k.exists() else None for k in known]
@@ -483,8 +631,10 @@ def run_demo(
         "masks": str(out / "masks"),
         "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(_report_markdown(report))
+    text = json.dumps(report, indent=2)
+    atomic_write(out / "report.json", lambda tmp: tmp.write_text(text), overwrite=overwrite)
+    markdown = _report_markdown(report)
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(markdown), overwrite=overwrite)
     return report
 
 

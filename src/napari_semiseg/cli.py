@@ -79,14 +79,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path, help="folder of training images")
     parser.add_argument("--labels", required=True, type=Path, help="folder of instance labels")
     parser.add_argument("--masks", type=Path, help="folder of known-pixel masks (optional)")
-    parser.add_argument("--method", default="unet", choices=sorted(METHODS))
+    parser.add_argument(
+        "--method",
+        choices=sorted(METHODS),
+        help="training method (default unet); a resumed model keeps its own",
+    )
     parser.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--time-budget", type=float, help="stop after this many seconds")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--model-size", default="small", choices=["tiny", "small", "medium", "large"]
+        "--model-size",
+        choices=["tiny", "small", "medium", "large"],
+        help="architecture preset (default small); a resumed model keeps its own",
     )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=192)
@@ -153,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--images", required=True, type=Path)
     pred.add_argument("--out", required=True, type=Path, help="folder for the TIFF masks")
     pred.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    pred.add_argument("--tile-size", type=int, default=512)
+    pred.add_argument(
+        "--tile-size",
+        type=int,
+        default=512,
+        help="tile side in pixels (at least 4 * 2**depth of the network, e.g. 64; rounded up "
+        "to a multiple of 2**depth)",
+    )
     pred.add_argument(
         "--tta",
         action="store_true",
@@ -168,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ignore", type=Path, help="folder of masks of regions not to score")
     ev.add_argument("--exclude-border", action="store_true", help="drop border-touching objects")
     ev.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     sub.add_parser("methods", help="list the training methods and their settings")
     return parser
@@ -191,16 +204,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .api import train
-    from .errors import SemisegInputError
+def _ignored_on_resume(args: argparse.Namespace, model: Any) -> str | None:
+    """The warning for --method/--model-size/--set that the resumed model overrides (or None)."""
+    from .models import PRESETS
 
-    if args.out.exists() and not args.overwrite and args.out != args.resume:
-        raise SemisegInputError(
-            "model file exists and would be overwritten",
-            "choose another --out or pass --overwrite",
-            str(args.out),
-        )
+    ignored, kept = [], []
+    name = model.method.name
+    if args.method is not None and args.method != name:
+        ignored.append(f"--method {args.method}")
+        kept.append(f"method {name}")
+    config = model.method.model_config
+    if args.model_size is not None and PRESETS[args.model_size] != config:
+        size = next((k for k, v in PRESETS.items() if v == config), "custom")
+        ignored.append(f"--model-size {args.model_size}")
+        kept.append(f"architecture ({size})")
+    current = model.method.config.to_dict()
+    settings = _parse_settings(args.set)
+    changed = [k for k, v in settings.items() if k not in current or current[k] != v]
+    if changed:
+        ignored.append(f"--set {', '.join(changed)}")
+        kept.append("method settings")
+    if not ignored:
+        return None
+    return (
+        f"warning: {' and '.join(ignored)} ignored with --resume: training continues with "
+        f"the checkpoint's {' and '.join(kept)}"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .api import check_model_file, load_model, train
+
+    check_model_file(args.out, args.resume, args.overwrite)
+    resume = None
+    if args.resume is not None:
+        resume = load_model(args.resume, args.device)
+        warning = _ignored_on_resume(args, resume)
+        if warning:
+            print(warning, file=sys.stderr)
     if args.previews is not None:
         args.previews.mkdir(parents=True, exist_ok=True)
     result = train(
@@ -208,19 +249,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.labels,
         args.masks,
         out=args.out,
-        method=args.method,
+        overwrite=True,  # an existing --out was refused above unless allowed
+        method=args.method or "unet",
         steps=args.steps,
         time_budget=args.time_budget,
         device=args.device,
         seed=args.seed,
-        model_size=args.model_size,
+        model_size=args.model_size or "small",
         batch_size=args.batch_size,
         patch_size=args.patch_size,
         lr=args.lr,
         method_config=_parse_settings(args.set),
         channel_axis=args.channel_axis,
         gamma=args.gamma,
-        resume=args.resume,
+        resume=resume,
         preview_every=args.preview_every if args.previews else 0.0,
         callback=ProgressPrinter(previews=args.previews),
     )
@@ -252,14 +294,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .errors import SemisegInputError
     from .evaluation import evaluate
-    from .io import list_images, match_by_name, read_image
+    from .io import atomic_write, list_images, match_by_name, read_image
+    from .io.tiff import IMAGE_SUFFIXES
 
+    if args.json is not None:
+        _check_json_target(args.json, args.overwrite)
     preds = list_images(args.pred, "prediction")
+    if not preds:
+        raise SemisegInputError(
+            f"no predictions found in {args.pred} (looked for {', '.join(IMAGE_SUFFIXES)})",
+            "give the folder of predicted masks as --pred",
+        )
     truths = match_by_name(preds, args.truth)
     missing = [p.name for p, t in zip(preds, truths, strict=True) if t is None]
-    if missing or not preds:
+    if missing:
         raise SemisegInputError(
-            f"no ground truth for {', '.join(missing[:3]) or 'any prediction'}",
+            f"no ground truth for {', '.join(missing[:3])}",
             "name ground-truth files like the predictions",
             str(args.truth),
         )
@@ -273,9 +323,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for key in ("ap50", "map", "f1_50", "ap75", "dice", "iou"):
         print(f"{key:>6}: {scores[key]:.4f}")
     print(f"TP/FP/FN at IoU 0.5: {scores['tp50']}/{scores['fp50']}/{scores['fn50']}")
-    if args.json:
-        args.json.write_text(json.dumps(scores, indent=2))
+    if args.json is not None:
+        text = json.dumps(scores, indent=2)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text), overwrite=args.overwrite)
     return 0
+
+
+def _check_json_target(path: Path, overwrite: bool) -> None:
+    """Refuse a --json path in a missing folder, a folder, or an existing file."""
+    from .errors import SemisegInputError
+
+    if path.is_dir():
+        raise SemisegInputError(
+            "the --json path is a folder", "give a file name such as scores.json", str(path)
+        )
+    if not path.parent.is_dir():
+        raise SemisegInputError(
+            f"the folder {path.parent} for the --json file does not exist",
+            "create it first or give a path in an existing folder",
+            str(path),
+        )
+    if path.exists() and not overwrite:
+        raise SemisegInputError(
+            "scores file exists and would be overwritten",
+            "choose another --json path or pass --overwrite",
+            str(path),
+        )
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:

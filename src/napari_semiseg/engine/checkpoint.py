@@ -17,7 +17,7 @@ import torch
 
 from .._version import __version__
 from ..data.images import Normalization
-from ..errors import ModelFileError
+from ..errors import ModelFileError, SemisegInputError
 from ..inference.postprocess import PostprocessConfig
 from ..io._files import atomic_write
 from ..models import UNetConfig
@@ -93,6 +93,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
     optimizer_state: dict[str, Any] | None = None,
     normalization: Normalization | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Save a trained method to one file (atomically).
 
@@ -110,12 +111,27 @@ def save_checkpoint(
         Optimiser state for resuming.
     normalization : Normalization, optional
         Image normalisation used in training.
+    overwrite : bool
+        Replace an existing file (the default, for periodic checkpoints and
+        callers that asked the user already); when False an existing file is
+        refused.
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    SemisegInputError
+        If the file exists and ``overwrite`` is False.
     """
     path = Path(path)
+    if not overwrite and path.exists():
+        raise SemisegInputError(
+            "model file exists and would be overwritten",
+            "choose another file name, or pass overwrite=True (--overwrite) to replace it",
+            str(path),
+        )
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -132,7 +148,7 @@ def save_checkpoint(
         "state": method.state_dict(),
         "optimizer": optimizer_state,
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=overwrite)
     return path
 
 

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SemisegInputError
+
+#: Smallest tile side, in units of the network's pooling factor ``2**depth``.
+MIN_TILES_PER_POOLING = 4
+
 
 @dataclass(frozen=True)
 class TilingConfig:
@@ -43,11 +48,92 @@ class TilingConfig:
     flip_tta: bool = False
 
     def __post_init__(self) -> None:
-        if self.tile_size <= 2 * self.halo + self.blend:
-            raise ValueError(
-                f"tile_size {self.tile_size} must exceed 2 * halo + blend "
-                f"({2 * self.halo + self.blend})"
+        if self.halo < 0 or self.blend < 0 or self.batch_size < 1:
+            raise SemisegInputError(
+                f"tiling halo {self.halo}, blend {self.blend} and batch_size "
+                f"{self.batch_size} are out of range",
+                "use halo >= 0, blend >= 0 and batch_size >= 1",
             )
+        if self.tile_size <= 2 * self.halo + self.blend:
+            raise SemisegInputError(
+                f"tile_size {self.tile_size} must exceed 2 * halo + blend "
+                f"({2 * self.halo + self.blend})",
+                "use a larger tile size or a smaller halo and blend",
+            )
+
+
+def min_tile_size(multiple: int = 1) -> int:
+    """Smallest tile side accepted by :func:`fit_tiling` for a pooling factor.
+
+    Parameters
+    ----------
+    multiple : int
+        Pooling factor of the network (``2**depth``).
+
+    Returns
+    -------
+    int
+        ``4 * multiple``: with the halo and blend of :func:`fit_tiling` the
+        tiles then overlap, so every pixel gets a positive blending weight.
+
+    Examples
+    --------
+    >>> min_tile_size(16)
+    64
+    """
+    return MIN_TILES_PER_POOLING * int(multiple)
+
+
+def fit_tiling(
+    tile_size: int, multiple: int = 1, flip_tta: bool = False, batch_size: int = 1
+) -> TilingConfig:
+    """Tiling for a tile side chosen by the user (e.g. ``--tile-size``).
+
+    The side is checked, rounded up to a multiple of the network's pooling
+    factor (so every tile sees the pooling grid of the whole image), and the
+    halo and blend are ``min(32, side // 8)``.
+
+    Parameters
+    ----------
+    tile_size : int
+        Requested tile side in pixels.
+    multiple : int
+        Pooling factor of the network (``2**depth``).
+    flip_tta : bool
+        Average over the 4 flips.
+    batch_size : int
+        Tiles per forward pass.
+
+    Returns
+    -------
+    TilingConfig
+
+    Raises
+    ------
+    SemisegInputError
+        If ``tile_size`` is not an integer of at least :func:`min_tile_size`.
+
+    Examples
+    --------
+    >>> fit_tiling(100, 16).tile_size
+    112
+    """
+    smallest = min_tile_size(multiple)
+    if (
+        isinstance(tile_size, bool)
+        or not isinstance(tile_size, int | np.integer)
+        or tile_size < smallest
+    ):
+        raise SemisegInputError(
+            f"tile size {tile_size!r} is too small for this model (its network pools "
+            f"{multiple}-fold; tiles need at least {smallest} pixels)",
+            f"use a tile size of at least {smallest} pixels, e.g. --tile-size 512 (the default)",
+        )
+    size = -(-int(tile_size) // multiple) * multiple
+    margin = min(32, size // 8)
+    return TilingConfig(
+        tile_size=size, halo=margin, blend=margin, batch_size=batch_size, flip_tta=flip_tta
+    )
 
 
 @dataclass(frozen=True)
@@ -90,8 +176,10 @@ def plan_tiles(
     config : TilingConfig
         Tile size, halo and blend.
     multiple : int
-        Tile starts and sizes are multiples of this (the network's pooling
-        factor), so every tile sees the same pooling grid as the whole image.
+        Tile starts are multiples of this (the network's pooling factor), and
+        so are tile sizes when ``config.tile_size`` is (:func:`fit_tiling`
+        rounds it up), so every tile sees the same pooling grid as the whole
+        image.
 
     Returns
     -------
@@ -113,6 +201,14 @@ def plan_tiles(
         stride.append(s)
     ys = _starts(shape[0] + 2 * config.halo, tile[0], stride[0])
     xs = _starts(shape[1] + 2 * config.halo, tile[1], stride[1])
+    for starts, t, s in ((ys, tile[0], stride[0]), (xs, tile[1], stride[1])):
+        if len(starts) > 1 and s > t - 2 * config.halo:
+            raise SemisegInputError(
+                f"tiles of {config.tile_size} pixels with a halo of {config.halo} leave gaps "
+                f"for a network that pools {multiple}-fold",
+                f"use tiles of at least {2 * config.halo + config.blend + multiple} pixels "
+                "(or a smaller halo and blend)",
+            )
     padded = (ys[-1] + tile[0], xs[-1] + tile[1])
     return (tile[0], tile[1]), [(y, x) for y in ys for x in xs], padded
 

@@ -88,7 +88,7 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     )
     if not files and what == "images":
         raise SemisegInputError(
-            "no images found (looked for .tif, .tiff, .png, .jpg)",
+            f"no images found (looked for {', '.join(IMAGE_SUFFIXES)})",
             "put the images in this folder or give another one",
             str(folder),
         )
@@ -108,10 +108,37 @@ def match_by_name(images: Sequence[Path], folder: str | Path | None) -> list[Pat
     Returns
     -------
     list of pathlib.Path or None
+
+    Raises
+    ------
+    SemisegInputError
+        If the match is ambiguous: two files of ``folder`` share the name of an
+        image (e.g. ``a.tif`` and ``a.png``), or two images share the name of
+        one file.
     """
     if folder is None:
         return [None] * len(images)
-    by_stem = {p.stem: p for p in list_images(folder, what="labels/masks")}
+    wanted = {p.stem for p in images}
+    by_stem: dict[str, Path] = {}
+    for path in list_images(folder, what="labels/masks"):
+        other = by_stem.setdefault(path.stem, path)
+        if other != path and path.stem in wanted:
+            raise SemisegInputError(
+                f"{other.name} and {path.name} both have the name of image {path.stem}",
+                "keep one file per image name (remove or rename the other)",
+                str(folder),
+            )
+    matched: dict[str, Path] = {}
+    for image in images:
+        if image.stem not in by_stem:
+            continue
+        other = matched.setdefault(image.stem, image)
+        if other != image:
+            raise SemisegInputError(
+                f"images {other.name} and {image.name} both match {by_stem[image.stem].name}",
+                "give the images different names (the part before the extension)",
+                str(folder),
+            )
     return [by_stem.get(p.stem) for p in images]
 
 
