@@ -1,7 +1,8 @@
 """npe2 contributions besides the widget: the sample data and the TIFF labels writer.
 
 No maths here: the sample is split into layers by :mod:`napari_semiseg.data.layers`
-and written by :mod:`napari_semiseg.io`.
+and written by :mod:`napari_semiseg.io`. Only core modules are imported (no GUI,
+no torch): opening the sample or saving a layer does not load the dock widget.
 """
 
 from __future__ import annotations
@@ -9,8 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._sample_data import load_sample
-from ._widgets._layers import BACKGROUND, CELLS, REGIONS, annotation_name
-from .data.layers import box_to_rectangle, regions_from_known
+from .data.layers import (
+    BACKGROUND,
+    CELLS,
+    REGIONS,
+    annotation_name,
+    box_to_rectangle,
+    regions_from_known,
+)
 from .io import write_labels
 
 #: Horizontal gap in pixels between the sample images laid side by side.

@@ -100,7 +100,9 @@ def test_training_live_layers_continue_and_no_duplicates(sample_viewer, make_wid
     train._on_start_clicked()  # continues the same model
     train.sync.flush()
     assert train.last_result.steps == 4
-    assert widget.session.model.method is model.method
+    assert widget.session.model.method.name == model.method.name
+    assert widget.session.model.method is not model.method  # a trained copy
+    assert model.metadata["steps"] == 2  # the continued model itself is unchanged
     assert train.plot.steps == [1.0, 2.0, 3.0, 4.0]
     assert _layer_names(viewer) == names  # reused, never duplicated
     train._on_scratch_clicked()

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..data.annotations import check_labels
-from ..data.layers import cast_labels, file_stem
+from ..data.layers import cast_labels, duplicate_stems, file_stem
 from ..engine import load_checkpoint, resolve_device, save_checkpoint
 from ..errors import SemisegInputError
 from ..io import existing_outputs, labels_dtype, write_tiff
@@ -156,9 +156,11 @@ class ExportWidget(QWidget):
     def export(self, layers: list[Any]) -> list[Path]:
         """Write each Labels layer to ``<folder>/<image name>.tif``; returns the files written."""
         try:
+            self._check_distinct_files(layers)
             planned = [self._planned(layer) for layer in layers]
         except SemisegInputError as exc:
             notify_error(exc, "Export")
+            self.status.setText("Nothing written.")
             return []
         clash = existing_outputs([path for path, _ in planned])
         if clash:
@@ -174,6 +176,30 @@ class ExportWidget(QWidget):
             notify_error(exc, "Export")
         self.status.setText(f"Wrote {len(written)} file(s) to {Path(str(self.folder.value))}")
         return written
+
+    @staticmethod
+    def _check_distinct_files(layers: list[Any]) -> None:
+        """Refuse a batch in which two layers would be written to the same file.
+
+        File names are made safe by :func:`~napari_semiseg.data.layers.file_stem`,
+        so e.g. ``"img 1"`` and ``"img_1"`` or ``"a.tif"`` and ``"a.png"`` share one.
+        """
+        image_names = [image_name_of(layer.name) for layer in layers]
+        clashes = duplicate_stems(image_names)
+        if not clashes:
+            return
+        group = clashes[0]
+        names = [
+            layer.name for layer, image in zip(layers, image_names, strict=True) if image in group
+        ]
+        quoted = ", ".join(f"'{name}'" for name in names)
+        more = f" (and {len(clashes) - 1} more such group(s))" if len(clashes) > 1 else ""
+        raise SemisegInputError(
+            f"layers {quoted} would all be written to {file_stem(group[0])}.tif{more}; "
+            "nothing was written",
+            "rename the layers or their images so that their names differ in letters or "
+            "digits, or export them one at a time to different folders",
+        )
 
     def _planned(self, layer: Any) -> tuple[Path, np.ndarray]:
         """Output path and cast masks of one layer, checked against its image's shape."""

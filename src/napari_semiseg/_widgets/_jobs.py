@@ -7,6 +7,7 @@ can keep editing the layers while the job runs.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,10 @@ def training_job(
     config : TrainConfig
         Training settings.
     resume : LoadedModel, optional
-        Continue training this model.
+        Continue training this model. A copy is trained (the engine trains
+        in place): ``resume`` itself is never changed, so a run that fails
+        half-way (a diverged loss, an exception) leaves the caller's model as
+        it was. The trained copy is in the returned result, also after Stop.
     control : TrainingControl
         Lets the Stop button end training cleanly (the model is kept).
     norm : Normalization, optional
@@ -79,6 +83,8 @@ def training_job(
     -------
     TrainingResult
     """
+    if resume is not None:
+        resume = copy.deepcopy(resume)  # on this thread: the GUI stays responsive
     data = TrainingData.from_arrays(
         [s.image for s in snapshots],
         [s.labels for s in snapshots],

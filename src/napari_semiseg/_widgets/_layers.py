@@ -1,4 +1,7 @@
-"""Layer names (defined once, here) and LayerSync: preview events -> napari layers.
+"""Layer names and LayerSync: preview events -> napari layers.
+
+The annotation layer names are defined once, in :mod:`napari_semiseg.data.layers`
+(the sample loader uses them without importing the GUI), and re-exported here.
 
 LayerSync keeps the viewer fluid while training sends previews: it keeps only
 the newest data per layer, applies at most one layer update per event-loop turn
@@ -19,16 +22,31 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
+from ..data.layers import (
+    BACKGROUND,
+    CELLS,
+    PREDICTION,
+    REGIONS,
+    ROLES,
+    annotation_name,
+    image_name_of,
+    layer_spatial_shape,
+    prediction_name,
+)
 from ..data.previews import PreviewLayer, preview_layers
 from ..engine.events import PreviewUpdated
 from ._pace import GuiPace, WorkerHold
 
-# -- annotation layers of one image: "<image name> <role>" ---------------------
-CELLS = "cells"
-BACKGROUND = "background"
-REGIONS = "regions"
-PREDICTION = "prediction"
-ROLES = (CELLS, BACKGROUND, REGIONS)
+__all__ = [  # the names defined in data.layers, re-exported for the widgets
+    "BACKGROUND",
+    "CELLS",
+    "PREDICTION",
+    "REGIONS",
+    "ROLES",
+    "annotation_name",
+    "image_name_of",
+    "prediction_name",
+]
 
 # -- live layers while training ----------------------------------------------
 LIVE_INSTANCES = "live instances"
@@ -58,20 +76,6 @@ _IMAGE_STYLE: dict[str, dict[str, Any]] = {
 }
 
 
-def annotation_name(image_name: str, role: str) -> str:
-    """Name of the annotation (or prediction) layer of one image."""
-    return f"{image_name} {role}"
-
-
-def image_name_of(layer_name: str) -> str:
-    """The image name in an annotation or prediction layer name (else the name itself)."""
-    for role in (*ROLES, PREDICTION):
-        suffix = f" {role}"
-        if layer_name.endswith(suffix):
-            return layer_name[: -len(suffix)]
-    return layer_name
-
-
 def live_layer_name(key: str, kind: str = "image") -> str:
     """Name of the layer showing preview array ``key`` of a ``kind`` event."""
     words = key.replace("_", " ")
@@ -95,10 +99,13 @@ def viewer_alive(viewer: Any) -> bool:
 
 
 def image_shape(layer: Any) -> tuple[int, int]:
-    """``(Y, X)`` of an image layer (RGB, multi-channel and multiscale included)."""
+    """``(Y, X)`` of an image layer (RGB, multi-channel and multiscale included).
+
+    Channels are found as the core finds them (see
+    :func:`napari_semiseg.data.layers.layer_spatial_shape`).
+    """
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    shape = tuple(data.shape)
-    return (shape[0], shape[1]) if getattr(layer, "rgb", False) else (shape[-2], shape[-1])
+    return layer_spatial_shape(data.shape, bool(getattr(layer, "rgb", False)))
 
 
 @dataclass

@@ -18,7 +18,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..data.layers import box_to_rectangle, merge_prediction, to_pixel_vertices
+from ..data.layers import (
+    box_to_rectangle,
+    fingerprint,
+    merge_prediction,
+    prediction_name,
+    to_pixel_vertices,
+)
 from ..errors import SemisegInputError
 from ..inference import TilingConfig
 from ._annotate import AnnotateWidget, training_image_layers
@@ -29,6 +35,14 @@ from ._reading import image_array
 from ._session import Session
 
 PREDICTING = "prediction"
+#: Key in a prediction layer's ``metadata``: fingerprint of the data the plugin wrote.
+WRITTEN = "napari_semiseg_written"
+
+
+def _written_by_us(layer: Any) -> bool:
+    """Whether a Labels layer still holds exactly what the plugin last wrote to it."""
+    written = layer.metadata.get(WRITTEN)
+    return written is not None and written == fingerprint(np.asarray(layer.data))
 
 
 class PredictWidget(QWidget):
@@ -159,16 +173,39 @@ class PredictWidget(QWidget):
         self.progress.setFormat(f"{len(results)} image(s) predicted")
 
     def show_prediction(self, image: Any, instances: np.ndarray) -> Any:
-        """Put ``instances`` in the image's prediction layer (reused, aligned with the image)."""
-        name = annotation_name(image.name, PREDICTION)
-        if name in self.viewer.layers:
+        """Put ``instances`` in the image's prediction layer (aligned with the image).
+
+        The layer ``"<image> prediction"`` is reused while it holds what the
+        plugin last wrote there. Once the user has edited it (paint, fill,
+        erase, or it was never written by the plugin), it is kept as it is and
+        the prediction goes to a new layer ``"<image> prediction (2)"`` (or the
+        next free number), with a message saying so.
+        """
+        kept = []
+        number = 1
+        while (name := prediction_name(image.name, number)) in self.viewer.layers:
             layer = self.viewer.layers[name]
-            layer.data = instances
-        else:
-            layer = self.viewer.add_labels(
-                instances, name=name, scale=image.scale[-2:], translate=image.translate[-2:]
+            if _written_by_us(layer):
+                self._write(layer, instances)
+                return layer
+            kept.append(name)
+            number += 1
+        layer = self.viewer.add_labels(
+            instances, name=name, scale=image.scale[-2:], translate=image.translate[-2:]
+        )
+        self._write(layer, None)
+        if kept:
+            notify_info(
+                f"Kept your edits in '{kept[-1]}'; the new prediction is in '{layer.name}'."
             )
         return layer
+
+    @staticmethod
+    def _write(layer: Any, instances: np.ndarray | None) -> None:
+        """Replace the layer's data (None: keep it) and remember what was written."""
+        if instances is not None:
+            layer.data = instances
+        layer.metadata[WRITTEN] = fingerprint(np.asarray(layer.data))
 
     # -- accepting ----------------------------------------------------------------------------
     def _on_accept_clicked(self) -> None:

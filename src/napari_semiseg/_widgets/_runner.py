@@ -174,10 +174,11 @@ class ThreadRunner:
         ``on_started(job)`` is called before the thread starts.
         """
         from napari.qt.threading import create_worker
-        from superqt.utils._qthreading import GeneratorWorker
+        from superqt.utils import GeneratorWorker  # public; superqt comes with napari
 
-        # superqt's worker class: napari's would also raise its own traceback
-        # notification for every error, next to our one-line message.
+        # superqt's worker class (napari's workers are built on it): napari's own
+        # subclass would also show a traceback notification for every error, next
+        # to our one-line message, and a notification for every warning.
         worker = create_worker(
             guarded,
             function,

@@ -7,24 +7,130 @@ everything here works on plain numpy arrays so it is unit-tested without Qt:
   annotation layers (cells, background scribbles, exhaustive regions),
 - annotation counts and the next free cell id,
 - merging a corrected prediction into the user's cells without touching them,
-- casting masks for export and naming the files.
+- casting masks for export and naming the files,
+- the layer-name conventions (``"<image> cells"``, ...), shared by the widget
+  and the sample loader (which must not import the GUI).
 
 Preview arrays become layer data in :mod:`napari_semiseg.data.previews`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from skimage.draw import polygon2mask
 
 from ..errors import SemisegInputError
+from .images import _channel_axis_guess
 
 #: Shape types of a napari Shapes layer that enclose an area.
 AREA_SHAPES = ("rectangle", "polygon", "ellipse")
+
+# -- annotation layers of one image: "<image name> <role>" ---------------------
+# (layer roles, not the class ids of :mod:`napari_semiseg.data.annotations`)
+CELLS = "cells"
+BACKGROUND = "background"
+REGIONS = "regions"
+PREDICTION = "prediction"
+ROLES = (CELLS, BACKGROUND, REGIONS)
+
+
+def annotation_name(image_name: str, role: str) -> str:
+    """Name of the annotation (or prediction) layer of one image.
+
+    Examples
+    --------
+    >>> annotation_name("img", CELLS)
+    'img cells'
+    """
+    return f"{image_name} {role}"
+
+
+def prediction_name(image_name: str, number: int = 1) -> str:
+    """Name of the ``number``-th prediction layer of one image.
+
+    The first is ``"<image> prediction"``; further ones (made when the user
+    edited the first) get ``" (2)"``, ``" (3)"``, ...
+
+    Examples
+    --------
+    >>> prediction_name("img"), prediction_name("img", 2)
+    ('img prediction', 'img prediction (2)')
+    """
+    name = annotation_name(image_name, PREDICTION)
+    return name if number <= 1 else f"{name} ({number})"
+
+
+def image_name_of(layer_name: str) -> str:
+    """The image name in an annotation or prediction layer name (else the name itself).
+
+    Examples
+    --------
+    >>> image_name_of("img cells"), image_name_of("img prediction (2)"), image_name_of("img")
+    ('img', 'img', 'img')
+    """
+    for role in ROLES:
+        suffix = f" {role}"
+        if layer_name.endswith(suffix):
+            return layer_name[: -len(suffix)]
+    match = re.fullmatch(rf"(.+) {PREDICTION}(?: \(\d+\))?", layer_name, flags=re.DOTALL)
+    return match.group(1) if match else layer_name
+
+
+def layer_spatial_shape(shape: Sequence[int], rgb: bool = False) -> tuple[int, int]:
+    """``(Y, X)`` of an image layer's data shape, with channels found as the core finds them.
+
+    A 3D non-RGB shape is read like :func:`napari_semiseg.data.images.to_channels_first`
+    reads the array: channels last (``(Y, X, C)``) or first (``(C, Y, X)``) when
+    that axis is small next to two large ones. Other shapes (a stack, 4D+) give
+    their last two axes; training refuses them with its own message.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The layer's data shape (level 0 of a multiscale layer).
+    rgb : bool
+        napari shows the layer as RGB(A): the last axis holds the colours.
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> layer_spatial_shape((64, 80, 2)), layer_spatial_shape((2, 64, 80))
+    ((64, 80), (64, 80))
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2 or (rgb and len(shape) == 3):
+        return shape[0], shape[1]
+    if len(shape) == 3:
+        axis = _channel_axis_guess(shape)
+        if axis == 2:
+            return shape[0], shape[1]
+        if axis == 0:
+            return shape[1], shape[2]
+    return shape[-2], shape[-1]
+
+
+def fingerprint(array: np.ndarray) -> str:
+    """A digest of an array's shape, dtype and values (to notice later edits).
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 3), np.int32); before = fingerprint(a); a[0, 0] = 1
+    >>> fingerprint(a) == before
+    False
+    """
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.shape}{array.dtype.str}".encode())
+    digest.update(array.data.cast("B") if array.size else b"")
+    return digest.hexdigest()
 
 
 def to_pixel_vertices(
@@ -385,6 +491,32 @@ def file_stem(name: str) -> str:
     stem = re.sub(r"\.(tiff?|png|jpe?g)$", "", name.strip(), flags=re.IGNORECASE)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
     return stem or "mask"
+
+
+def duplicate_stems(names: Iterable[str]) -> list[list[str]]:
+    """Groups of names that :func:`file_stem` maps to the same file.
+
+    Stems are compared without case, as on Windows and macOS file systems.
+
+    Parameters
+    ----------
+    names : iterable of str
+        Names to be written as ``<stem>.tif`` into one folder.
+
+    Returns
+    -------
+    list of list of str
+        Each group of two or more names sharing a file, in input order.
+
+    Examples
+    --------
+    >>> duplicate_stems(["img 1", "img_1", "a.tif", "a.png", "b"])
+    [['img 1', 'img_1'], ['a.tif', 'a.png']]
+    """
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(file_stem(name).casefold(), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def box_to_rectangle(box: Sequence[float], pixels: bool = False) -> np.ndarray:
