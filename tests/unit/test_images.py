@@ -87,3 +87,19 @@ def test_gamma_out_of_range_is_refused_with_a_fix():
     with pytest.raises(SemisegInputError, match="gamma"):
         Normalization(gamma=0.0)
     assert Normalization(gamma=0.5).to_dict()["gamma"] == 0.5
+
+
+def test_flat_alpha_is_dropped_but_a_fourth_channel_with_content_is_kept():
+    rgba = np.zeros((64, 48, 4), np.uint8)
+    rgba[..., :3] = np.random.default_rng(0).integers(0, 255, (64, 48, 3))
+    rgba[..., 3] = 255
+    assert to_channels_first(rgba).shape == (3, 64, 48)
+    four = np.random.default_rng(1).random((4, 64, 48)).astype(np.float32)
+    out = to_channels_first(four)
+    assert out.shape == (4, 64, 48)
+    np.testing.assert_array_equal(out[3], four[3])
+
+
+def test_channel_axis_given_for_a_grey_image_is_refused():
+    with pytest.raises(SemisegInputError, match=r"grey \(20, 30\).*leave the channel axis out"):
+        to_channels_first(np.zeros((20, 30)), channel_axis=2)

@@ -62,6 +62,12 @@ def _channel_axis_guess(shape: tuple[int, ...]) -> int | None:
     return None
 
 
+def _constant(channel: np.ndarray) -> bool:
+    """Return whether a ``(Y, X)`` channel holds one value (NaN-safe)."""
+    finite = channel[np.isfinite(channel)] if channel.dtype.kind == "f" else channel
+    return finite.size == 0 or bool(finite.min() == finite.max())
+
+
 def to_channels_first(
     image: np.ndarray, channel_axis: int | None = None, source: str | None = None
 ) -> np.ndarray:
@@ -71,10 +77,11 @@ def to_channels_first(
     ----------
     image : numpy.ndarray
         ``(Y, X)`` grey, ``(Y, X, C)`` or ``(C, Y, X)`` multi-channel (RGB and
-        RGBA included; alpha is dropped).
+        RGBA included). A fourth channel is dropped when it is constant (the
+        alpha of an RGBA picture); a fourth channel with content is kept.
     channel_axis : int, optional
         Which axis holds channels. Detected when None: an axis of at most 4
-        entries next to two large axes.
+        entries next to two large axes. Giving one for a grey image is an error.
     source : str, optional
         File or layer name used in error messages.
 
@@ -98,6 +105,13 @@ def to_channels_first(
             source,
         )
     if image.ndim == 2:
+        if channel_axis is not None:
+            raise SemisegInputError(
+                f"channel axis {channel_axis} was given, but the image is grey {image.shape} "
+                "and has no channel axis",
+                "leave the channel axis out (--channel-axis / channel_axis=None) for grey images",
+                source,
+            )
         return image[None]
     if image.ndim != 3:
         raise SemisegInputError(
@@ -121,7 +135,7 @@ def to_channels_first(
             source,
         )
     image = np.moveaxis(image, axis, 0)
-    if image.shape[0] == 4:  # RGBA: alpha carries no signal
+    if image.shape[0] == 4 and _constant(image[3]):  # RGBA with a flat alpha: no signal
         image = image[:3]
     return image
 

@@ -39,29 +39,6 @@ def decode_centres(offsets: torch.Tensor, stride: int) -> torch.Tensor:
     return anchors[None] + stride * offsets.float()
 
 
-def cell_of(centres: torch.Tensor, stride: int, grid: tuple[int, int]) -> torch.Tensor:
-    """Grid cell containing each centre (clamped to the grid).
-
-    Parameters
-    ----------
-    centres : torch.Tensor
-        ``(K, 2)`` float pixel coordinates.
-    stride : int
-        Grid stride.
-    grid : tuple of int
-        ``(Gy, Gx)``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(K, 2)`` int64 cell indices.
-    """
-    cells = torch.div(centres, stride, rounding_mode="floor").long()
-    cells[:, 0] = cells[:, 0].clamp(0, grid[0] - 1)
-    cells[:, 1] = cells[:, 1].clamp(0, grid[1] - 1)
-    return cells
-
-
 def merge_close(centres: np.ndarray, scores: np.ndarray, min_distance: float) -> np.ndarray:
     """Greedy non-maximum suppression of centres closer than ``min_distance``.
 

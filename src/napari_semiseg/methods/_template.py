@@ -2,16 +2,17 @@
 
 This file is a complete, working (deliberately minimal) method: a U-Net trained
 with plain cross-entropy on the known pixels. It is not registered, so it does
-not appear in the GUI or the command line; ``tests/methods/test_template.py``
-runs it through the shared contract test so the template never rots.
+not appear in the GUI or the command line; the shared contract test
+(``tests/methods/test_contract.py``) runs it too, so the template never rots.
 
 To add a method:
 
 1. Copy this file to ``methods/<your_method>.py``.
 2. Set ``name`` (the CLI's ``--method`` value), ``label`` (the GUI's combo box
    text) and ``description`` (one or two sentences shown under the combo box).
-3. Put every hyper-parameter in the ``Config`` dataclass, with a default and
-   ``metadata={"min": ..., "max": ..., "step": ..., "help": ...}``: the Train
+3. Put every hyper-parameter in the ``Config`` dataclass, with a type, a default
+   and ``metadata={"min": ..., "max": ..., "step": ..., "help": ...}`` (values
+   are converted to the type and checked against the range): the Train
    widget builds its form from these fields, the CLI sets them with
    ``--set key=value``, and checkpoints store them.
 4. Build the networks in ``__init__`` and list them in ``networks()`` (names
