@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..data.annotations import BACKGROUND, INTERIOR
@@ -52,9 +51,6 @@ class PostprocessConfig:
         need more; large "foreground" regions without interior (a network
         unsure about background far from any annotation) are not turned into
         giant objects. 0 = unlimited.
-    split_merged : bool
-        Cut seeds that look like touching cells joined by a neck (see
-        :func:`split_merged_seeds`).
     keep_orphans : bool
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
@@ -67,7 +63,6 @@ class PostprocessConfig:
     min_size_fraction: float = 0.2
     min_seed_fraction: float = 0.05
     max_growth: float = 4.0
-    split_merged: bool = True
     keep_orphans: bool = False
     fill_holes: bool = True
 
@@ -201,69 +196,6 @@ def remove_weak_seeds(seeds: np.ndarray, interior: np.ndarray, min_peak: float) 
     return seeds
 
 
-def split_merged_seeds(
-    seeds: np.ndarray, median_area: float, min_ratio: float = 1.5, depth: float = 0.2
-) -> np.ndarray:
-    """Split seeds that look like two or more touching cells.
-
-    A seed is the confident interior of a cell; where two touching cells'
-    interiors meet through a neck, they form one seed and would become one
-    object. A seed larger than ``min_ratio`` times the median cell area whose
-    distance transform has several maxima at least ``depth`` times the median
-    cell radius deep (h-maxima) is cut along the neck (watershed of the negated
-    distance transform). Pieces smaller than a quarter of the median area cancel
-    the split, so one irregular cell is not cut into slivers.
-
-    Parameters
-    ----------
-    seeds : numpy.ndarray
-        ``(Y, X)`` int seed ids (0 = none).
-    median_area : float
-        Typical area of one cell's seed in pixels; 0 leaves the seeds alone.
-    min_ratio : float
-        Only seeds larger than ``min_ratio * median_area`` are examined.
-    depth : float
-        Height of a maximum, as a fraction of the typical seed radius, for it
-        to count as a separate cell centre.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(Y, X)`` int32 seed ids; split seeds get new ids.
-
-    Examples
-    --------
-    >>> yy, xx = np.mgrid[:20, :40]
-    >>> two = ((np.hypot(yy - 10, xx - 11) < 7) | (np.hypot(yy - 10, xx - 27) < 7)).astype(int)
-    >>> int(split_merged_seeds(two, median_area=150.0).max())
-    2
-    """
-    seeds = seeds.astype(np.int32, copy=True)
-    if median_area <= 0 or seeds.max() == 0:
-        return seeds
-    radius = np.sqrt(median_area / np.pi)
-    counts = np.bincount(seeds.ravel())
-    next_id = len(counts)
-    for index, window in enumerate(ndi.find_objects(seeds), start=1):
-        if window is None or counts[index] <= min_ratio * median_area:
-            continue
-        padded = (slice(max(window[0].start - 1, 0), window[0].stop + 1),
-                  slice(max(window[1].start - 1, 0), window[1].stop + 1))  # fmt: skip
-        inside = seeds[padded] == index
-        distance = ndi.distance_transform_edt(inside)
-        centres, n = ndi.label(h_maxima(distance, max(depth * radius, 1.0)) & inside)
-        if n < 2:
-            continue
-        pieces = watershed(-distance, markers=centres, mask=inside)
-        areas = np.bincount(pieces.ravel())[1:]
-        if areas.min() < 0.25 * median_area:
-            continue
-        part = seeds[padded]
-        part[inside] = np.where(pieces[inside] == 1, index, pieces[inside] - 2 + next_id)
-        next_id += n - 1
-    return seeds
-
-
 def fill_object_holes(labels: np.ndarray) -> np.ndarray:
     """Fill holes that lie inside a single object with that object's id.
 
@@ -328,12 +260,6 @@ def instances_from_probabilities(
     seeds, _ = ndi.label((interior > config.interior_threshold) & foreground)
     seeds = remove_small_objects(seeds, config.min_seed_fraction * median_area)
     seeds = remove_weak_seeds(seeds, interior, config.min_seed_peak)
-    if config.split_merged and median_area > 0:
-        # seeds are interiors, smaller than the cells: compare them with each other
-        areas = np.bincount(seeds.ravel())[1:]
-        areas = areas[areas > 0]
-        typical = min(median_area, float(np.median(areas))) if areas.size >= 3 else median_area
-        seeds = split_merged_seeds(seeds, typical)
     mask = foreground
     if config.max_growth > 0 and seeds.any():
         mask = foreground & (ndi.distance_transform_edt(seeds == 0) <= config.max_growth)
