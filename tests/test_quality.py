@@ -1,0 +1,36 @@
+"""End to end on easy synthetic data: a few annotated cells are enough to find the rest.
+
+The contract tests check that every method runs; this test checks that the default
+pipeline (sparse annotation -> U-Net -> seeded watershed) actually segments, on
+images it never saw.
+"""
+
+from napari_semiseg.api import segment_array, train
+from napari_semiseg.engine import TrainConfig
+from napari_semiseg.evaluation import evaluate
+from napari_semiseg.models import UNetConfig
+from tests._synthetic import blobs
+
+
+def _config(steps: int) -> TrainConfig:
+    return TrainConfig(
+        method="unet", steps=steps, model=UNetConfig(base_channels=8, depth=3, dropout=0.0),
+        batch_size=4, patch_size=48, lr=3e-3, device="cpu", preview_every=0, seed=0,
+    )  # fmt: skip
+
+
+def test_ten_annotated_cells_are_enough_to_segment_unseen_images(toy_set):
+    data = (toy_set["images"], toy_set["labels"], toy_set["masks"])
+    model = train(*data, config=_config(150)).model
+    separate = [blobs((128, 128), 16, seed=seed, touching=False) for seed in (7, 8)]
+    scores = [evaluate(segment_array(model, image), truth) for image, truth in separate]
+    assert min(s["ap50"] for s in scores) > 0.85
+    assert min(s["dice"] for s in scores) > 0.9
+    # touching cells (the unannotated training image): most are still split; this toy
+    # task measures 0.56 (merged pairs of touching cells are the errors)
+    touching = evaluate(segment_array(model, toy_set["images"][1]), toy_set["truth"][1])
+    assert touching["ap50"] > 0.45
+    assert touching["dice"] > 0.9
+    # the same pipeline one step into training finds nothing useful: the bar means something
+    untrained = train(*data, config=_config(1)).model
+    assert evaluate(segment_array(untrained, separate[0][0]), separate[0][1])["ap50"] < 0.3
