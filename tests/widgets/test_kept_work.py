@@ -146,3 +146,36 @@ def test_two_channel_image_gets_annotation_layers_of_its_size(viewer, make_widge
     layers = widget.annotate.create_layers()
     assert layers["cells"].data.shape == (40, 50)
     assert layers["background"].data.shape == (40, 50)
+
+
+def test_accept_and_export_all_take_the_selected_prediction_else_the_newest(
+    viewer, make_widget, notes, tmp_path
+):
+    import tifffile
+
+    viewer.add_image(np.zeros((32, 40), np.float32), name="img")
+    widget = make_widget(viewer, confirm=lambda text: True)
+    widget.predict.continue_box.setChecked(False)
+    first = np.zeros((32, 40), np.int32)
+    first[2:8, 2:8] = 1
+    newest = np.zeros((32, 40), np.int32)
+    newest[20:28, 30:38] = 1
+    older = viewer.add_labels(first, name="img prediction")
+    viewer.add_labels(newest, name="img prediction (2)")
+    # nothing selected: export all and accept take the newest
+    viewer.layers.selection.clear()
+    widget.export.folder.value = tmp_path / "masks"
+    widget.export._on_export_all_clicked()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "masks" / "img.tif"), newest)
+    assert widget.predict.accept(viewer.layers["img"]) == 1
+    assert "from 'img prediction (2)'" in notes()[-1]
+    cells = np.asarray(viewer.layers["img cells"].data)
+    assert cells[24, 34] > 0
+    assert cells[4, 4] == 0
+    # the selected one wins
+    viewer.layers.selection.active = older
+    assert widget.predict.accept(viewer.layers["img"]) == 1
+    assert "from 'img prediction'" in notes()[-1]
+    cells = np.asarray(viewer.layers["img cells"].data)
+    assert cells[4, 4] > 0
+    assert cells[24, 34] > 0

@@ -27,7 +27,7 @@ from ..engine import load_checkpoint, resolve_device, save_checkpoint
 from ..errors import SemisegInputError
 from ..io import existing_outputs, labels_dtype, write_tiff
 from ._annotate import training_image_layers
-from ._layers import LIVE_MARKER, PREDICTION, annotation_name, image_name_of, image_shape
+from ._layers import LIVE_MARKER, image_name_of, image_shape, pick_prediction
 from ._messages import notify_error, notify_info
 from ._session import Session
 
@@ -141,9 +141,11 @@ class ExportWidget(QWidget):
 
     def _on_export_all_clicked(self) -> None:
         layers = []
+        names = [layer.name for layer in self.viewer.layers]
+        selected = [layer.name for layer in self.viewer.layers.selection]
         for image in training_image_layers(self.viewer):
-            name = annotation_name(image.name, PREDICTION)
-            if name in self.viewer.layers:
+            name = pick_prediction(image.name, names, selected)  # selected, else the newest
+            if name is not None:
                 layers.append(self.viewer.layers[name])
         if not layers:
             notify_error(

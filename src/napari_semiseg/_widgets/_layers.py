@@ -31,6 +31,7 @@ from ..data.layers import (
     annotation_name,
     image_name_of,
     layer_spatial_shape,
+    pick_prediction,
     prediction_name,
 )
 from ..data.previews import PreviewLayer, preview_layers
@@ -45,6 +46,7 @@ __all__ = [  # the names defined in data.layers, re-exported for the widgets
     "ROLES",
     "annotation_name",
     "image_name_of",
+    "pick_prediction",
     "prediction_name",
 ]
 

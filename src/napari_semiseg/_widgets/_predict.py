@@ -29,7 +29,7 @@ from ..errors import SemisegInputError
 from ..inference import TilingConfig
 from ._annotate import AnnotateWidget, training_image_layers
 from ._jobs import PredictProgress, predict_job
-from ._layers import CELLS, PREDICTION, REGIONS, annotation_name, find_layer, image_shape
+from ._layers import CELLS, REGIONS, find_layer, image_shape, pick_prediction
 from ._messages import notify_error, notify_info
 from ._reading import image_array
 from ._session import Session
@@ -219,8 +219,10 @@ class PredictWidget(QWidget):
         region covering it is added), and training continues if asked.
         """
         image = image or self.current_image()
-        name = annotation_name(image.name, PREDICTION) if image is not None else ""
-        if image is None or name not in self.viewer.layers:
+        name = None
+        if image is not None:
+            name = pick_prediction(image.name, self._layer_names(), self._selected_names())
+        if image is None or name is None:
             notify_error(
                 SemisegInputError("this image has no prediction", "press Predict image first"),
                 "Accepting",
@@ -238,10 +240,18 @@ class PredictWidget(QWidget):
         cells.data = merged
         self._add_whole_image_region(image, layers[REGIONS])
         self.annotate.schedule_counts()
-        notify_info(f"Added {added} predicted cells to {cells.name}; the image is now known.")
+        notify_info(
+            f"Added {added} predicted cells from '{name}' to {cells.name}; the image is now known."
+        )
         if self.continue_box.isChecked() and self.session.model is not None:
             self.session.train_requested.emit()
         return added
+
+    def _layer_names(self) -> list[str]:
+        return [layer.name for layer in self.viewer.layers]
+
+    def _selected_names(self) -> list[str]:
+        return [layer.name for layer in self.viewer.layers.selection]
 
     @staticmethod
     def _add_whole_image_region(image: Any, regions: Any) -> None:

@@ -65,6 +65,53 @@ def prediction_name(image_name: str, number: int = 1) -> str:
     return name if number <= 1 else f"{name} ({number})"
 
 
+def pick_prediction(
+    image_name: str, layer_names: Sequence[str], selected: Sequence[str] = ()
+) -> str | None:
+    """The prediction layer of one image to accept or export.
+
+    An image may have several prediction layers (``"<image> prediction"``,
+    ``"<image> prediction (2)"``, ...: predicting again never overwrites an
+    edited one). The one selected in the layer list wins; otherwise the newest
+    (highest number).
+
+    Parameters
+    ----------
+    image_name : str
+        The image layer's name.
+    layer_names : sequence of str
+        Names of all layers in the viewer.
+    selected : sequence of str
+        Names of the selected layers.
+
+    Returns
+    -------
+    str or None
+        The layer name, or None when the image has no prediction layer.
+
+    Examples
+    --------
+    >>> names = ["img", "img prediction", "img prediction (2)", "b prediction"]
+    >>> pick_prediction("img", names), pick_prediction("img", names, ["img prediction"])
+    ('img prediction (2)', 'img prediction')
+    >>> pick_prediction("c", names) is None
+    True
+    """
+    numbered = {}
+    base = prediction_name(image_name)
+    for name in layer_names:
+        if name == base:
+            numbered[name] = 1
+        elif (match := re.fullmatch(re.escape(base) + r" \((\d+)\)", name)) is not None:
+            numbered[name] = int(match.group(1))
+    if not numbered:
+        return None
+    chosen = [name for name in selected if name in numbered]
+    if chosen:
+        return chosen[0]
+    return max(numbered, key=numbered.__getitem__)
+
+
 def image_name_of(layer_name: str) -> str:
     """The image name in an annotation or prediction layer name (else the name itself).
 
