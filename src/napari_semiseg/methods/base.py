@@ -113,6 +113,22 @@ class MethodConfig:
         return cls(**{k: v for k, v in (values or {}).items() if k in names})
 
 
+def setting(
+    low: float, high: float, step: float, text: str, limits: tuple[float, float] | None = None
+) -> dict[str, object]:
+    """Field metadata of a numeric setting: form range, step, help, optional wider limits.
+
+    Examples
+    --------
+    >>> setting(0.0, 1.0, 0.1, "weight")
+    {'min': 0.0, 'max': 1.0, 'step': 0.1, 'help': 'weight'}
+    """
+    meta: dict[str, object] = {"min": low, "max": high, "step": step, "help": text}
+    if limits is not None:
+        meta["limits"] = limits
+    return meta
+
+
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 

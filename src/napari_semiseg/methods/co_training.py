@@ -25,17 +25,8 @@ from ..data.annotations import IGNORE
 from ..losses import focal_loss, kl_map, masked_mean, soft_dice
 from ..losses.pseudo import certainty, class_disagreement, confident_pseudo_labels
 from ..models import ModelEMA, UNet, UNetConfig
-from .base import Batch, Method, MethodConfig, StepOutput
+from .base import Batch, Method, MethodConfig, StepOutput, setting
 from .supervised import crop_like
-
-
-def _meta(
-    low: float, high: float, step: float, text: str, limits: tuple[float, float] | None = None
-) -> dict[str, object]:
-    meta: dict[str, object] = {"min": low, "max": high, "step": step, "help": text}
-    if limits is not None:
-        meta["limits"] = limits
-    return meta
 
 
 def _ramp(progress: float, length: float) -> float:
@@ -51,31 +42,31 @@ class CoTrainingConfig(MethodConfig):
 
     ema_decay: float = field(
         default=0.999,
-        metadata=_meta(0.9, 0.9999, 0.001, "decay of the weight-averaged copies", (0.0, 1.0)),
+        metadata=setting(0.9, 0.9999, 0.001, "decay of the weight-averaged copies", (0.0, 1.0)),
     )
     confidence_threshold: float = field(
         default=0.9,
-        metadata=_meta(0.5, 0.999, 0.01, "peer confidence for a hard pseudo-label", (0.0, 1.0)),
+        metadata=setting(0.5, 0.999, 0.01, "peer confidence for a hard pseudo-label", (0.0, 1.0)),
     )
     soft_weight: float = field(
-        default=1.0, metadata=_meta(0.0, 10.0, 0.1, "λ_s: weight of the soft (KL) term")
+        default=1.0, metadata=setting(0.0, 10.0, 0.1, "λ_s: weight of the soft (KL) term")
     )
     rampup_fraction: float = field(
         default=0.2,
-        metadata=_meta(
+        metadata=setting(
             0.0, 1.0, 0.05, "share of the run over which the pseudo-label terms ramp in"
         ),
     )
     focal_gamma: float = field(
-        default=2.0, metadata=_meta(0.0, 5.0, 0.5, "focusing parameter γ of the focal loss")
+        default=2.0, metadata=setting(0.0, 5.0, 0.5, "focusing parameter γ of the focal loss")
     )
-    dice_weight: float = field(default=1.0, metadata=_meta(0.0, 10.0, 0.1, "Dice term weight"))
+    dice_weight: float = field(default=1.0, metadata=setting(0.0, 10.0, 0.1, "Dice term weight"))
     weight_soft_by_confidence: bool = field(
         default=True,
         metadata={"help": "weight the soft loss by the peer's confidence (0 where uniform)"},
     )
     view_noise: float = field(
-        default=0.05, metadata=_meta(0.0, 0.5, 0.01, "noise std added to the second view")
+        default=0.05, metadata=setting(0.0, 0.5, 0.01, "noise std added to the second view")
     )
 
 

@@ -33,7 +33,7 @@ from ..losses.pseudo import (
     remove_small_regions,
 )
 from ..models import ModelEMA, UNet, UNetConfig
-from .base import Batch, Method, MethodConfig, StepOutput
+from .base import Batch, Method, MethodConfig, StepOutput, setting
 from .supervised import crop_like
 
 #: ``strong_view`` settings: decide from the images, always, never.
@@ -68,43 +68,34 @@ def strong_view_suits(summary: dict[str, Any]) -> bool:
     return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
 
 
-def _meta(
-    low: float, high: float, step: float, text: str, limits: tuple[float, float] | None = None
-) -> dict[str, object]:
-    meta: dict[str, object] = {"min": low, "max": high, "step": step, "help": text}
-    if limits is not None:
-        meta["limits"] = limits
-    return meta
-
-
 @dataclass(frozen=True)
 class MeanTeacherConfig(MethodConfig):
     """Hyper-parameters of mean teacher + BCP (defaults from the BCP code)."""
 
     pretrain_fraction: float = field(
         default=0.2,
-        metadata=_meta(
+        metadata=setting(
             0.0, 0.9, 0.05, "share of the run spent on copy-paste pre-training on annotations only"
         ),
     )
     ema_decay: float = field(
-        default=0.99, metadata=_meta(0.9, 0.9999, 0.001, "teacher EMA decay λ", (0.0, 1.0))
+        default=0.99, metadata=setting(0.9, 0.9999, 0.001, "teacher EMA decay λ", (0.0, 1.0))
     )
     unlabelled_weight: float = field(
-        default=0.5, metadata=_meta(0.0, 2.0, 0.05, "weight α of teacher pseudo-labels")
+        default=0.5, metadata=setting(0.0, 2.0, 0.05, "weight α of teacher pseudo-labels")
     )
     mask_ratio: float = field(
-        default=2.0 / 3.0, metadata=_meta(0.1, 1.0, 0.05, "side of the pasted rectangle / patch")
+        default=2.0 / 3.0, metadata=setting(0.1, 1.0, 0.05, "side of the pasted rectangle / patch")
     )
     confidence_threshold: float = field(
         default=0.0,
-        metadata=_meta(
+        metadata=setting(
             0.0, 0.99, 0.05, "ignore pseudo-labels less confident than this (0 = keep all, as BCP)"
         ),
     )
     min_area_fraction: float = field(
         default=0.2,
-        metadata=_meta(
+        metadata=setting(
             0.0,
             1.0,
             0.05,
@@ -130,7 +121,7 @@ class MeanTeacherConfig(MethodConfig):
     )
     student_min_contrast: float = field(
         default=0.2,
-        metadata=_meta(
+        metadata=setting(
             0.05,
             1.0,
             0.05,

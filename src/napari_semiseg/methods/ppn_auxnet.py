@@ -56,7 +56,7 @@ from ..losses.ppn import balanced_bce, instance_centroids, offset_loss, ppn_targ
 from ..models import UNetConfig
 from ..models.aux_heads import AuxNet
 from ..models.ppn import PPNNet, PPNOutput
-from .base import Batch, Method, MethodConfig, StepOutput
+from .base import Batch, Method, MethodConfig, StepOutput, setting
 
 #: Cell radius assumed before any annotated cell has been seen.
 DEFAULT_RADIUS = 8.0
@@ -64,73 +64,74 @@ DEFAULT_RADIUS = 8.0
 _FLOOR = -4.0
 
 
-def _meta(lo: float, hi: float, step: float, text: str) -> dict[str, Any]:
-    return {"min": lo, "max": hi, "step": step, "help": text}
-
-
 @dataclass(frozen=True)
 class PPNAuxConfig(MethodConfig):
     """Hyper-parameters of PPN-auxnet (defaults from METHODS.md section 6 unless noted)."""
 
     cell_diameter: float = field(
-        default=0.0, metadata=_meta(0, 500, 1, "typical cell diameter in px (0 = from the labels)")
+        default=0.0,
+        metadata=setting(0, 500, 1, "typical cell diameter in px (0 = from the labels)"),
     )
     stride: int = field(
-        default=0, metadata=_meta(0, 16, 1, "PPN grid stride, power of 2 (0 = from the cell size)")
+        default=0,
+        metadata=setting(0, 16, 1, "PPN grid stride, power of 2 (0 = from the cell size)"),
     )
     score_threshold: float = field(
-        default=0.5, metadata=_meta(0.05, 0.95, 0.05, "position score of a proposal")
+        default=0.5, metadata=setting(0.05, 0.95, 0.05, "position score of a proposal")
     )
     votes: bool = field(
         default=False,
         metadata={"help": "cluster the centre votes of all anchors (else 3x3 score peaks)"},
     )
     merge_distance: float = field(
-        default=0.5, metadata=_meta(0, 2, 0.05, "merge proposals closer than this (cell radii)")
+        default=0.5, metadata=setting(0, 2, 0.05, "merge proposals closer than this (cell radii)")
     )
     max_proposals: int = field(
-        default=96, metadata=_meta(1, 1000, 1, "proposals per training patch (cost cap)")
+        default=96, metadata=setting(1, 1000, 1, "proposals per training patch (cost cap)")
     )
     jitter: float = field(
-        default=0.1, metadata=_meta(0, 1, 0.05, "jitter of annotated centres (cell radii)")
+        default=0.1, metadata=setting(0, 1, 0.05, "jitter of annotated centres (cell radii)")
     )
     window_sigmas: float = field(
-        default=3.0, metadata=_meta(1, 6, 0.5, "mask window half-width in prior sigmas")
+        default=3.0, metadata=setting(1, 6, 0.5, "mask window half-width in prior sigmas")
     )
     prior_strength: float = field(
-        default=1.0, metadata=_meta(0, 10, 0.1, "kappa of the Gaussian size prior")
+        default=1.0, metadata=setting(0, 10, 0.1, "kappa of the Gaussian size prior")
     )
     dense_weight: float = field(
-        default=1.0, metadata=_meta(0, 10, 0.1, "dense foreground head (deep supervision)")
+        default=1.0, metadata=setting(0, 10, 0.1, "dense foreground head (deep supervision)")
     )
-    offset_weight: float = field(default=1.0, metadata=_meta(0, 10, 0.1, "offset regression"))
+    offset_weight: float = field(default=1.0, metadata=setting(0, 10, 0.1, "offset regression"))
     transfer_weight: float = field(
-        default=1.0, metadata=_meta(0, 10, 0.1, "mutual transfer on unknown pixels")
+        default=1.0, metadata=setting(0, 10, 0.1, "mutual transfer on unknown pixels")
     )
     warmup: float = field(
-        default=0.1, metadata=_meta(0, 1, 0.05, "fraction of training without unlabelled patches")
+        default=0.1,
+        metadata=setting(0, 1, 0.05, "fraction of training without unlabelled patches"),
     )
     transfer_rampup: float = field(
-        default=0.2, metadata=_meta(0, 1, 0.05, "fraction of training to ramp the transfer up")
+        default=0.2, metadata=setting(0, 1, 0.05, "fraction of training to ramp the transfer up")
     )
     agreement_weight: float = field(
-        default=0.5, metadata=_meta(0, 10, 0.1, "sum of instances = semantics")
+        default=0.5, metadata=setting(0, 10, 0.1, "sum of instances = semantics")
     )
-    overlap_weight: float = field(default=1.0, metadata=_meta(0, 10, 0.1, "overlap penalty"))
-    border_weight: float = field(default=0.5, metadata=_meta(0, 10, 0.1, "Sobel border transfer"))
+    overlap_weight: float = field(default=1.0, metadata=setting(0, 10, 0.1, "overlap penalty"))
+    border_weight: float = field(
+        default=0.5, metadata=setting(0, 10, 0.1, "Sobel border transfer")
+    )
     confidence_gamma: float = field(
-        default=1.0, metadata=_meta(0, 4, 0.5, "exponent of the confidence weight |2q-1|")
+        default=1.0, metadata=setting(0, 4, 0.5, "exponent of the confidence weight |2q-1|")
     )
     aux_channels: int = field(
-        default=0, metadata=_meta(0, 64, 4, "auxiliary-net width (0 = backbone width, max 16)")
+        default=0, metadata=setting(0, 64, 4, "auxiliary-net width (0 = backbone width, max 16)")
     )
     unlabelled_patches: int = field(
-        default=2, metadata=_meta(0, 64, 1, "unlabelled patches used per step (cost cap)")
+        default=2, metadata=setting(0, 64, 1, "unlabelled patches used per step (cost cap)")
     )
     main_lr: float = field(
-        default=0.0, metadata=_meta(0, 0.1, 1e-4, "main-model lr (0 = the training lr)")
+        default=0.0, metadata=setting(0, 0.1, 1e-4, "main-model lr (0 = the training lr)")
     )
-    aux_lr: float = field(default=1e-3, metadata=_meta(1e-5, 0.1, 1e-4, "auxiliary-net lr"))
+    aux_lr: float = field(default=1e-3, metadata=setting(1e-5, 0.1, 1e-4, "auxiliary-net lr"))
     fill_gaps: bool = field(
         default=True,
         metadata={
@@ -147,7 +148,7 @@ class PPNAuxConfig(MethodConfig):
     )
     min_support: float = field(
         default=0.5,
-        metadata=_meta(
+        metadata=setting(
             0.0, 1.0, 0.05,
             "drop proposals whose centre has a lower foreground probability on which the "
             "dense head and the aux net agree (0 = keep all)",
