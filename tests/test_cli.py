@@ -335,3 +335,16 @@ def test_resume_warns_that_method_and_size_of_the_checkpoint_are_used(tmp_path, 
     resume[-1] = str(tmp_path / "m3.pt")
     assert _train(tmp_path, *resume, "--method", "unet") == 0
     assert "warning" not in capsys.readouterr().err
+    # the network learnt one kind of interior: a resumed run keeps it
+    resume[-1] = str(tmp_path / "m4.pt")
+    assert _train(tmp_path, *resume, "--core-depth", "0.5") == 0
+    assert "--core-depth 0.5 ignored with --resume" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "m4.pt").train_config.core_depth == 0.0
+
+
+def test_core_depth_is_stored_with_the_model(tmp_path):
+    from napari_semiseg.engine import load_checkpoint
+
+    _folders(tmp_path, IMAGE, LABELS)
+    assert _train(tmp_path, "--core-depth", "0.4") == 0
+    assert load_checkpoint(tmp_path / "m.pt").postprocess().core_depth == 0.4

@@ -104,6 +104,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="intensity gamma after percentile scaling (default 1; 0.5 lifts dim nuclei in "
         "fluorescence of uneven brightness); a resumed model keeps its own",
     )
+    parser.add_argument(
+        "--core-depth",
+        type=float,
+        help="interior class = the core of each cell, the pixels deeper than this fraction of "
+        "the cell's largest depth (0 = thin borders as in the U-Net paper); a resumed model "
+        "keeps its own",
+    )
     parser.add_argument("--resume", type=Path, help="continue training from this model file")
     parser.add_argument("--previews", type=Path, help="folder to dump live preview maps into")
     parser.add_argument(
@@ -205,7 +212,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _ignored_on_resume(args: argparse.Namespace, model: Any) -> str | None:
-    """The warning for --method/--model-size/--set that the resumed model overrides (or None)."""
+    """The warning for the options (--method, --core-depth, ...) a resumed model overrides."""
     from .models import PRESETS
 
     ignored, kept = [], []
@@ -224,6 +231,10 @@ def _ignored_on_resume(args: argparse.Namespace, model: Any) -> str | None:
     if changed:
         ignored.append(f"--set {', '.join(changed)}")
         kept.append("method settings")
+    core = model.train_config.core_depth
+    if args.core_depth is not None and args.core_depth != core:
+        ignored.append(f"--core-depth {args.core_depth}")
+        kept.append(f"core depth {core}")
     if not ignored:
         return None
     return (
@@ -259,6 +270,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         patch_size=args.patch_size,
         lr=args.lr,
+        **({} if args.core_depth is None else {"core_depth": args.core_depth}),
         method_config=_parse_settings(args.set),
         channel_axis=args.channel_axis,
         gamma=args.gamma,

@@ -8,6 +8,7 @@ from napari_semiseg.data.annotations import (
     check_labels,
     instance_borders,
     known_mask,
+    relative_depth,
     semantic_target,
 )
 from napari_semiseg.data.regions import find_region, region_annotation
@@ -37,6 +38,44 @@ def test_semantic_target_marks_unknown():
     assert target[7, 7] == 0
     assert target[3, 3] == 1
     assert target[2, 2] == 2
+
+
+def test_relative_depth_is_one_at_the_centre_and_free_of_scale():
+    small = disks(shape=(40, 40), centres=((20, 20),), radius=6)
+    large = disks(shape=(90, 90), centres=((45, 45),), radius=30)
+    for labels, centre in ((small, 20), (large, 45)):
+        depth = relative_depth(labels)
+        assert depth[centre, centre] == pytest.approx(1.0)
+        assert depth[labels == 0].max() == 0.0
+        assert depth[centre, centre:].tolist() == sorted(depth[centre, centre:], reverse=True)
+    # the core above half depth is about a quarter of a disc, small or large
+    fractions = [np.mean(relative_depth(lab)[lab > 0] > 0.5) for lab in (small, large)]
+    assert fractions[0] == pytest.approx(0.25, abs=0.1)
+    assert fractions[1] == pytest.approx(0.25, abs=0.05)
+
+
+def _gap(target, labels):
+    """Smallest distance between interior pixels of cell 1 and of cell 2."""
+    a = np.argwhere((target == 1) & (labels == 1))
+    b = np.argwhere((target == 1) & (labels == 2))
+    return np.hypot(*(a[:, None] - b[None]).transpose(2, 0, 1)).min()
+
+
+def test_core_targets_keep_touching_cells_apart():
+    labels = disks(shape=(40, 60), centres=((20, 20), (20, 38)), radius=10)
+    known = np.ones(labels.shape, bool)
+    thin = semantic_target(labels, known)
+    np.testing.assert_array_equal(semantic_target(labels, known, core=0.0), thin)
+    cores = semantic_target(labels, known, core=0.5)
+    # same cells, same background; only the interior shrinks to each cell's core
+    np.testing.assert_array_equal(cores == 0, thin == 0)
+    assert np.all(thin[cores == 1] == 1)
+    assert _gap(thin, labels) <= 3
+    assert _gap(cores, labels) >= 8
+    # each core is one piece in the middle of its cell
+    for i, (cy, cx) in enumerate(((20, 20), (20, 38)), start=1):
+        assert cores[cy, cx] == 1
+        assert np.sum((cores == 1) & (labels == i)) > 0.15 * np.sum(labels == i)
 
 
 def test_no_mask_means_exhaustive():

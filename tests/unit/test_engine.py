@@ -148,6 +148,26 @@ def test_config_validation_and_json():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(SemisegInputError, match="unknown training settings"):
         TrainConfig.from_dict({"stepz": 1})
+    for bad in (-0.1, 0.95):
+        with pytest.raises(SemisegInputError, match="core depth"):
+            TrainConfig(core_depth=bad)
+
+
+def test_core_depth_travels_with_the_model(toy_data, tiny_config, tmp_path):
+    path = tmp_path / "model.pt"
+    _events(train(toy_data, tiny_config.replace(core_depth=0.5), out=path))
+    # the targets were cores: the class balance of the weight map followed them
+    assert toy_data.core_depth == 0.5
+    assert load_checkpoint(path).postprocess().core_depth == 0.5
+    # files written before core targets existed were trained on thin borders
+    payload = torch.load(path, weights_only=True)
+    del payload["train_config"]["core_depth"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").postprocess().core_depth == 0.0
+    # PPN-auxnet's auxiliary net learns thin Sobel borders: it never gets cores
+    ppn = tiny_config.replace(core_depth=0.5, method="ppn-auxnet", steps=1)
+    _, result = _events(train(toy_data, ppn))
+    assert result.model.train_config.core_depth == 0.0
 
 
 def test_schedules():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from tests._synthetic import disks
 
-from napari_semiseg.data.annotations import instance_borders
+from napari_semiseg.data.annotations import instance_borders, semantic_target
 from napari_semiseg.inference.postprocess import (
     PostprocessConfig,
     annotated_confidence,
@@ -30,6 +30,24 @@ def test_touching_cells_are_split():
         overlap = np.bincount(out[labels == i])
         assert overlap.argmax() > 0
         assert overlap.max() / (labels == i).sum() > 0.9
+
+
+def test_cores_grow_back_to_their_whole_cells():
+    labels = disks(shape=(60, 90), centres=((20, 20), (20, 38), (38, 68)), radius=9)
+    labels[np.hypot(*np.mgrid[:60, :90] - np.array([38, 68])[:, None, None]) <= 16] = 3
+    target = semantic_target(labels, np.ones(labels.shape, bool), core=0.5)
+    probs = np.stack([target == k for k in range(3)]).astype(np.float32)
+    area = float(np.median(np.bincount(labels.ravel())[1:]))
+    out = instances_from_probabilities(probs, area, PostprocessConfig(core_depth=0.5))
+    assert out.max() == 3
+    for i in (1, 2, 3):
+        ids, counts = np.unique(out[labels == i], return_counts=True)
+        match = out == ids[np.argmax(counts)]
+        iou = np.sum(match & (labels == i)) / np.sum(match | (labels == i))
+        assert iou > 0.9
+    # read as thin-border seeds, the cores stop a few pixels out: the large cell is cut short
+    thin = instances_from_probabilities(probs, area, PostprocessConfig())
+    assert np.sum(thin == thin[38, 68]) < 0.7 * np.sum(labels == 3)
 
 
 def test_small_objects_removed_relative_to_cell_size():

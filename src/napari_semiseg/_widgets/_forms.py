@@ -205,6 +205,17 @@ def training_settings() -> Container:
                 tooltip="applied after percentile scaling: 1 = linear; 0.5 lifts dim nuclei in "
                 "fluorescence of uneven brightness. A model keeps its own when continued.",
             ),
+            FloatSpinBox(
+                name="core_depth",
+                label="cell core depth",
+                value=defaults.core_depth,
+                min=0.0,
+                max=0.85,
+                step=0.05,
+                tooltip="the network learns each cell's core (pixels deeper than this fraction "
+                "of the cell's depth) and grows it back: keeps touching cells apart. 0 = thin "
+                "borders (U-Net paper). A model keeps its own when continued.",
+            ),
             SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
         ],
     )

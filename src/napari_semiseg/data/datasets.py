@@ -100,6 +100,7 @@ class TrainingData:
         self.images = list(images)
         self.normalization = normalization or Normalization()
         self.w0, self.sigma = w0, sigma
+        self.core_depth = 0.0
         if not self.images:
             raise SemisegInputError("no images were given", "give at least one image")
         channels = {im.image.shape[0] for im in self.images}
@@ -119,15 +120,24 @@ class TrainingData:
             if im.target is not None:
                 im.weight = unet_weight_map(im.labels, im.target, self.w0, self.sigma)
 
-    def set_weight_map_parameters(self, w0: float, sigma: float) -> None:
-        """Recompute the U-Net weight maps if ``w0`` or ``sigma`` changed.
+    def set_weight_map_parameters(self, w0: float, sigma: float, core_depth: float = 0.0) -> None:
+        """Recompute the targets and U-Net weight maps if a parameter changed.
 
         Parameters
         ----------
         w0, sigma : float
             Weight map parameters (METHODS.md S2).
+        core_depth : float
+            Interior class = cell cores (see :func:`semantic_target`); 0 = thin borders.
         """
-        if (w0, sigma) != (self.w0, self.sigma):
+        if core_depth != self.core_depth:
+            self.core_depth = core_depth
+            for im in self.images:
+                if im.labels is not None and im.known is not None:
+                    im.target = semantic_target(im.labels, im.known, core_depth)
+            self.w0, self.sigma = w0, sigma
+            self._compute_weights()
+        elif (w0, sigma) != (self.w0, self.sigma):
             self.w0, self.sigma = w0, sigma
             self._compute_weights()
 

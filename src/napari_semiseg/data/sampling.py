@@ -67,11 +67,14 @@ class SamplerConfig:
         Probability that a labelled patch is centred on a known pixel.
     margin : int
         Extra context cut around each patch before augmentation.
+    core_depth : float
+        Interior class = cell cores (see :func:`semantic_target`); 0 = thin borders.
     """
 
     patch_size: int = 256
     known_fraction: float = 0.9
     margin: int = 24
+    core_depth: float = 0.0
 
 
 class PatchSampler:
@@ -154,7 +157,7 @@ class PatchSampler:
             "image": np.ascontiguousarray(pixels[(slice(None), *inner)]),
             "labels": np.ascontiguousarray(labels),
             "known": np.ascontiguousarray(known),
-            "target": semantic_target(labels, known),
+            "target": semantic_target(labels, known, self.config.core_depth),
             "weight": np.ascontiguousarray(np.where(known, weight, 0).astype(np.float32)),
         }
 

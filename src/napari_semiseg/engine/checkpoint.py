@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +76,11 @@ class LoadedModel:
         Returns
         -------
         PostprocessConfig
-            See :meth:`PostprocessConfig.for_confidence`.
+            See :meth:`PostprocessConfig.for_confidence`; ``core_depth`` is the
+            one the model was trained with.
         """
-        return (config or PostprocessConfig()).for_confidence(self.annotated_confidence)
+        config = replace(config or PostprocessConfig(), core_depth=self.train_config.core_depth)
+        return config.for_confidence(self.annotated_confidence)
 
     @property
     def in_channels(self) -> int:
@@ -234,7 +236,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
     method.eval()
     return LoadedModel(
         method=method,
-        train_config=TrainConfig.from_dict(payload["train_config"]),
+        # files from before core targets were trained with thin borders
+        train_config=TrainConfig.from_dict({"core_depth": 0.0, **payload["train_config"]}),
         normalization=Normalization(**payload.get("normalization", {})),
         metadata=dict(payload.get("metadata", {})),
         optimizer_state=payload.get("optimizer"),

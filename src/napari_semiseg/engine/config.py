@@ -56,6 +56,12 @@ class TrainConfig:
         Augmentation settings.
     w0, sigma : float
         U-Net weight map parameters.
+    core_depth : float
+        0: the interior class is the whole cell inside its thin Sobel border (the
+        U-Net paper). Above 0: only each cell's core, where the distance to the
+        cell's edge exceeds this fraction of the cell's largest one, is interior;
+        the rest of the cell is border (``semantic_target``). Methods that need
+        the thin border (``core_targets = False``) ignore it.
     preview_every : float
         Seconds between live previews (0 = never).
     preview_image : int, optional
@@ -85,6 +91,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     w0: float = 10.0
     sigma: float = 5.0
+    core_depth: float = 0.0
     preview_every: float = 10.0
     preview_image: int | None = None
     preview_size: int = 512
@@ -102,6 +109,11 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise SemisegInputError(
                 f"unknown device {self.device!r}", f"choose one of {', '.join(DEVICES)}"
+            )
+        if not 0.0 <= self.core_depth < 0.9:
+            raise SemisegInputError(
+                f"core depth must be in [0, 0.9), not {self.core_depth}",
+                "give 0 (thin borders) or a fraction such as 0.5",
             )
         if self.patch_size < 16 or self.batch_size < 1:
             raise SemisegInputError(

@@ -152,18 +152,22 @@ class _Trainer:
                 config.method, config.method_config, config.model, data.in_channels, self.device
             )
         self._check_resume(resume)
+        core_depth = config.core_depth if self.method.core_targets else 0.0
+        if isinstance(resume, LoadedModel):  # the network learnt that kind of interior
+            core_depth = resume.train_config.core_depth
         self.config = config = config.replace(
             method=self.method.name,
             model=self.method.model_config,
             method_config=self.method.config.to_dict(),
+            core_depth=core_depth,
         )
         for net in self.method.networks().values():
             place_network(net, self.device)
         self.method.device = self.device
-        data.set_weight_map_parameters(config.w0, config.sigma)
+        data.set_weight_map_parameters(config.w0, config.sigma, config.core_depth)
         self.sampler = PatchSampler(
             data,
-            SamplerConfig(config.patch_size, config.known_fraction),
+            SamplerConfig(config.patch_size, config.known_fraction, core_depth=config.core_depth),
             config.augment,
         )
         params = list(self.method.parameters_to_optimize())
@@ -300,7 +304,9 @@ class _Trainer:
         if pair is not None:
             self.confidence = annotated_confidence([pair[0]], [pair[1]])
         if "instances" not in arrays and "probabilities" in arrays:
-            postprocess = PostprocessConfig().for_confidence(self.confidence)
+            postprocess = PostprocessConfig(core_depth=self.config.core_depth).for_confidence(
+                self.confidence
+            )
             arrays["instances"] = instances_from_probabilities(
                 arrays["probabilities"], self.median_area, postprocess
             )

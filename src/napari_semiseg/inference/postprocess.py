@@ -51,6 +51,14 @@ class PostprocessConfig:
         need more; large "foreground" regions without interior (a network
         unsure about background far from any annotation) are not turned into
         giant objects. 0 = unlimited.
+    core_depth : float
+        The model's interior class is the cell core (``TrainConfig.core_depth``,
+        the relative depth above which a pixel is interior); 0 = the whole
+        cell inside a thin border. With cores each seed may grow, beyond
+        ``max_growth``, by ``core_depth / (1 - core_depth)`` times its own
+        radius (1.5 times that, for cells less round than a disc), and seeds
+        are kept down to ``min_seed_fraction * (1 - core_depth)**2`` of the
+        median area.
     keep_orphans : bool
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
@@ -63,6 +71,7 @@ class PostprocessConfig:
     min_size_fraction: float = 0.2
     min_seed_fraction: float = 0.05
     max_growth: float = 4.0
+    core_depth: float = 0.0
     keep_orphans: bool = False
     fill_holes: bool = True
 
@@ -233,6 +242,42 @@ def fill_object_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
+def growth_limit(seeds: np.ndarray, max_growth: float, core_depth: float = 0.0) -> np.ndarray:
+    """Pixels close enough to a seed for it to grow there.
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        ``(Y, X)`` int seed ids (0 = none).
+    max_growth : float
+        Distance in pixels every seed may grow.
+    core_depth : float
+        Seeds are cell cores of this relative depth: each may grow further by
+        ``1.5 * core_depth / (1 - core_depth)`` times its equivalent radius
+        ``sqrt(area / pi)``. 0 = ``max_growth`` only.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` bool.
+
+    Examples
+    --------
+    >>> seeds = np.zeros((1, 12), int); seeds[0, :4] = 1
+    >>> growth_limit(seeds, 2).astype(int).tolist()
+    [[1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]]
+    >>> growth_limit(seeds, 2, core_depth=0.5).astype(int).tolist()
+    [[1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]]
+    """
+    if core_depth <= 0:
+        return ndi.distance_transform_edt(seeds == 0) <= max_growth
+    distance, nearest = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    owner = seeds[nearest[0], nearest[1]]
+    radius = np.sqrt(np.bincount(seeds.ravel()) / np.pi)
+    reach = max_growth + 1.5 * core_depth / (1.0 - core_depth) * radius
+    return distance <= reach[owner]
+
+
 def instances_from_probabilities(
     probabilities: np.ndarray,
     median_area: float = 0.0,
@@ -258,11 +303,12 @@ def instances_from_probabilities(
     interior = probabilities[INTERIOR]
     foreground = (1.0 - probabilities[BACKGROUND]) > config.foreground_threshold
     seeds, _ = ndi.label((interior > config.interior_threshold) & foreground)
-    seeds = remove_small_objects(seeds, config.min_seed_fraction * median_area)
+    core_area = (1.0 - config.core_depth) ** 2
+    seeds = remove_small_objects(seeds, config.min_seed_fraction * core_area * median_area)
     seeds = remove_weak_seeds(seeds, interior, config.min_seed_peak)
     mask = foreground
     if config.max_growth > 0 and seeds.any():
-        mask = foreground & (ndi.distance_transform_edt(seeds == 0) <= config.max_growth)
+        mask = foreground & growth_limit(seeds, config.max_growth, config.core_depth)
     labels = watershed(-interior, markers=seeds, mask=mask)
     if config.keep_orphans:
         orphans, n_orphans = ndi.label(foreground & (labels == 0))

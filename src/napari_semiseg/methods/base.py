@@ -240,6 +240,9 @@ class Method(abc.ABC):
     uses_unlabelled: ClassVar[bool] = False
     #: Number of semantic classes predicted.
     n_classes: ClassVar[int] = N_CLASSES
+    #: Whether the interior class may be the cell core (``TrainConfig.core_depth``);
+    #: False for methods that need the thin Sobel border as their border target.
+    core_targets: ClassVar[bool] = True
 
     def __init__(
         self,

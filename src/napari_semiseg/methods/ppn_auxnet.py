@@ -169,6 +169,7 @@ class PPNAuxNet(Method):
     )
     Config = PPNAuxConfig
     uses_unlabelled = True
+    core_targets = False  # the auxiliary net learns the thin Sobel border
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
