@@ -338,3 +338,20 @@ def test_gamma_setting_goes_to_a_new_model_and_a_continued_model_keeps_its_own(
     assert any("own intensity gamma 0.5" in note for note in notes())
     train._on_scratch_clicked()
     assert widget.session.model.normalization.gamma == 1.0
+
+
+def test_core_depth_setting_goes_to_a_new_model_and_a_continued_model_keeps_its_own(
+    sample_viewer, make_widget, notes
+):
+    widget = make_widget(sample_viewer)
+    train = widget.train
+    train.settings.core_depth.value = 0.5
+    train._on_start_clicked()
+    assert widget.session.model.train_config.core_depth == 0.5
+    assert widget.session.model.postprocess().core_depth == 0.5  # predictions grow cores
+    train.settings.core_depth.value = 0.0
+    train._on_start_clicked()  # continues: the model keeps its cores
+    assert widget.session.model.train_config.core_depth == 0.5
+    assert any("own cell core depth 0.5" in note for note in notes())
+    train._on_scratch_clicked()
+    assert widget.session.model.train_config.core_depth == 0.0
