@@ -12,10 +12,11 @@ from napari_semiseg.models import UNetConfig
 from tests._synthetic import blobs
 
 
-def _config(steps: int) -> TrainConfig:
+def _config(steps: int, core_depth: float = 0.0) -> TrainConfig:
     return TrainConfig(
         method="unet", steps=steps, model=UNetConfig(base_channels=8, depth=3, dropout=0.0),
         batch_size=4, patch_size=48, lr=3e-3, device="cpu", preview_every=0, seed=0,
+        core_depth=core_depth,
     )  # fmt: skip
 
 
@@ -34,3 +35,15 @@ def test_ten_annotated_cells_are_enough_to_segment_unseen_images(toy_set):
     # the same pipeline one step into training finds nothing useful: the bar means something
     untrained = train(*data, config=_config(1)).model
     assert evaluate(segment_array(untrained, separate[0][0]), separate[0][1])["ap50"] < 0.3
+
+
+def test_cell_cores_keep_touching_cells_apart(toy_set):
+    # the same task with core targets: the merged pairs of the test above are split
+    # (measured 1.00 and 0.93 for seeds 0 and 1, against 0.56 with thin borders)
+    data = (toy_set["images"], toy_set["labels"], toy_set["masks"])
+    model = train(*data, config=_config(150, core_depth=0.5)).model
+    touching = evaluate(segment_array(model, toy_set["images"][1]), toy_set["truth"][1])
+    assert touching["ap50"] > 0.8
+    assert touching["dice"] > 0.9
+    separate, truth = blobs((128, 128), 16, seed=7, touching=False)
+    assert evaluate(segment_array(model, separate), truth)["ap50"] > 0.85
