@@ -213,12 +213,13 @@ class TrainWidget(QWidget):
                 f"Continuing the model with its own intensity gamma {model.normalization.gamma:g} "
                 "(start from scratch to change it)."
             )
-        core_depth = model.train_config.core_depth if model is not None else None
-        if model is not None and model.method.core_targets and core_depth != config.core_depth:
-            notify_info(
-                f"Continuing the model with its own cell core depth {core_depth:g} "
-                "(start from scratch to change it)."
-            )
+        if model is not None and model.method.core_targets:
+            own = model.train_config.core_depth
+            if own != config.core_depth:
+                notify_info(
+                    f"Continuing the model with its own cell core depth {own:g} "
+                    "(start from scratch to change it)."
+                )
         if model is None:
             self.plot.clear()
         self.control = TrainingControl()

@@ -111,7 +111,7 @@ class TrainingData:
             )
         for im in self.images:
             if im.labels is not None and im.known is not None:
-                im.target = semantic_target(im.labels, im.known)
+                im.target = semantic_target(im.labels, im.known, self.core_depth)
         self._compute_weights()
         self._validate()
 
@@ -130,16 +130,14 @@ class TrainingData:
         core_depth : float
             Interior class = cell cores (see :func:`semantic_target`); 0 = thin borders.
         """
+        if (w0, sigma, core_depth) == (self.w0, self.sigma, self.core_depth):
+            return
         if core_depth != self.core_depth:
-            self.core_depth = core_depth
             for im in self.images:
                 if im.labels is not None and im.known is not None:
                     im.target = semantic_target(im.labels, im.known, core_depth)
-            self.w0, self.sigma = w0, sigma
-            self._compute_weights()
-        elif (w0, sigma) != (self.w0, self.sigma):
-            self.w0, self.sigma = w0, sigma
-            self._compute_weights()
+        self.w0, self.sigma, self.core_depth = w0, sigma, core_depth
+        self._compute_weights()
 
     def _validate(self) -> None:
         if not any(im.n_cells for im in self.images):
