@@ -13,6 +13,9 @@ from napari_semiseg.models import UNetConfig
 
 # every registered method, plus the documented template (kept working by this test)
 CLASSES = {**METHODS, TemplateMethod.name: TemplateMethod}
+# settings that change a method's outputs are held to the same contract
+CASES = {name: (cls, {}) for name, cls in CLASSES.items()}
+CASES["unet+depth_head"] = (METHODS["unet"], {"depth_head": True})
 
 TINY = UNetConfig(base_channels=4, depth=2, dropout=0.0)
 
@@ -28,11 +31,12 @@ def _batch(method, data, seed=0):
     return batch
 
 
-@pytest.fixture(params=sorted(CLASSES))
+@pytest.fixture(params=sorted(CASES))
 def method(request, toy_data, monkeypatch):
-    monkeypatch.setitem(METHODS, request.param, CLASSES[request.param])
+    cls, settings = CASES[request.param]
+    monkeypatch.setitem(METHODS, cls.name, cls)
     torch.manual_seed(0)
-    return CLASSES[request.param].build(None, TINY, toy_data.in_channels, "cpu")
+    return cls.build(settings, TINY, toy_data.in_channels, "cpu")
 
 
 def test_two_steps_give_finite_losses(method, toy_data):
@@ -50,7 +54,12 @@ def test_predict_shape(method):
     method.eval()
     with torch.no_grad():
         logits = method.predict(torch.zeros(2, 1, 40, 36))
-    assert logits.shape == (2, method.n_classes, 40, 36)
+    assert logits.shape == (2, method.n_outputs, 40, 36)
+    probs = method.output_probabilities(logits)
+    assert probs.shape == logits.shape
+    torch.testing.assert_close(probs[:, : method.n_classes].sum(1), torch.ones(2, 40, 36))
+    assert float(probs.min()) >= 0
+    assert float(probs.max()) <= 1
 
 
 def test_state_round_trip_keeps_predictions(method, toy_data):
@@ -86,6 +95,7 @@ def test_preview_maps(method, toy_data):
 def test_loss_falls_on_toy_task(method, toy_data):
     config = TrainConfig(
         method=method.name,
+        method_config=method.config.to_dict(),
         steps=40,
         model=TINY,
         batch_size=4,

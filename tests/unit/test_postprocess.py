@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from tests._synthetic import disks
 
-from napari_semiseg.data.annotations import instance_borders, semantic_target
+from napari_semiseg.data.annotations import instance_borders, relative_depth, semantic_target
 from napari_semiseg.inference.postprocess import (
     PostprocessConfig,
     annotated_confidence,
@@ -125,3 +125,26 @@ def test_thresholds_follow_the_confidence_of_the_model():
     assert PostprocessConfig().for_confidence(None) == PostprocessConfig()
     assert PostprocessConfig().for_confidence(0.1).interior_threshold == pytest.approx(0.3)
     assert annotated_confidence([probs[1]], [np.zeros_like(labels)]) is None
+
+
+def test_depth_map_splits_cells_the_classes_merge():
+    labels = disks(shape=(30, 50), centres=((15, 15), (15, 28)), radius=8)
+    merged = _probabilities((labels > 0).astype(int))  # no border between the two cells
+    assert instances_from_probabilities(merged, median_area=200).max() == 1
+    with_depth = np.concatenate([merged, relative_depth(labels)[None]])
+    out = instances_from_probabilities(with_depth, median_area=200)
+    assert out.max() == 2
+    for i in (1, 2):
+        ids, counts = np.unique(out[labels == i], return_counts=True)
+        match = out == ids[np.argmax(counts)]
+        assert np.sum(match & (labels == i)) / np.sum(match | (labels == i)) > 0.9
+
+
+def test_a_flat_depth_map_loses_no_cell():
+    # interior seeds without a depth seed stay seeds: the depth map can split, not drop
+    labels = disks(shape=(40, 40), centres=((10, 10), (30, 30)), radius=6)
+    probs = _probabilities(labels)
+    flat = np.concatenate([probs, np.zeros((1, 40, 40), np.float32)])
+    np.testing.assert_array_equal(
+        instances_from_probabilities(flat, 110), instances_from_probabilities(probs, 110)
+    )

@@ -66,7 +66,12 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
 
     monkeypatch.setitem(METHODS, "other", Other)
     train = make_widget(viewer).train
-    assert [w.name for w in train.form] == ["dice_weight", "use_weight_map"]
+    assert [w.name for w in train.form] == [
+        "dice_weight",
+        "use_weight_map",
+        "depth_head",
+        "depth_weight",
+    ]
     train.method.value = "other"
     assert [w.name for w in train.form] == ["consistency", "views"]
     assert train.description.text() == "A test method."
@@ -74,7 +79,12 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
     assert config.method == "other"
     assert config.method_config == {"consistency": pytest.approx(1e-3), "views": 2}
     train.method.value = "unet"
-    assert train.train_config().method_config == {"dice_weight": 1.0, "use_weight_map": True}
+    assert train.train_config().method_config == {
+        "dice_weight": 1.0,
+        "use_weight_map": True,
+        "depth_head": False,
+        "depth_weight": 1.0,
+    }
 
 
 def test_training_live_layers_continue_and_no_duplicates(sample_viewer, make_widget):

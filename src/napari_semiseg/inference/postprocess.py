@@ -16,9 +16,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..data.annotations import BACKGROUND, INTERIOR
+
+#: Channel of the predicted relative cell depth, when a model has one.
+DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class PostprocessConfig:
         radius (1.5 times that, for cells less round than a disc), and seeds
         are kept down to ``min_seed_fraction * (1 - core_depth)**2`` of the
         median area.
+    depth_prominence : float
+        Used when the probabilities carry a fourth channel, the predicted
+        relative depth of each pixel in its cell (``SupervisedConfig.depth_head``):
+        a seed is split where its depth has several peaks, each rising more
+        than this above the saddle between them (touching cells whose
+        interiors joined), and the watershed follows the depth. The objects'
+        outer outline is the same as without the depth map.
     keep_orphans : bool
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
@@ -72,6 +83,7 @@ class PostprocessConfig:
     min_seed_fraction: float = 0.05
     max_growth: float = 4.0
     core_depth: float = 0.0
+    depth_prominence: float = 0.3
     keep_orphans: bool = False
     fill_holes: bool = True
 
@@ -288,7 +300,10 @@ def instances_from_probabilities(
     Parameters
     ----------
     probabilities : numpy.ndarray
-        ``(3, Y, X)`` softmax output (background, interior, border).
+        ``(3, Y, X)`` softmax output (background, interior, border), or
+        ``(4, Y, X)`` with the predicted relative cell depth after them
+        (seeds are split and the watershed follows the depth, see
+        ``depth_prominence``).
     median_area : float
         Median area of the annotated cells; 0 disables size filtering.
     config : PostprocessConfig, optional
@@ -309,7 +324,72 @@ def instances_from_probabilities(
     mask = foreground
     if config.max_growth > 0 and seeds.any():
         mask = foreground & growth_limit(seeds, config.max_growth, config.core_depth)
-    labels = watershed(-interior, markers=seeds, mask=mask)
+    if probabilities.shape[0] > DEPTH:
+        depth = probabilities[DEPTH]
+        seeds = split_by_depth(seeds, depth, config.depth_prominence)
+        labels = watershed(-depth, markers=seeds, mask=mask)
+    else:
+        labels = watershed(-interior, markers=seeds, mask=mask)
+    return _finish(labels, foreground, median_area, config)
+
+
+def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> np.ndarray:
+    """Split seeds whose predicted depth has several clearly separated peaks.
+
+    A peak of the depth map inside a seed counts when it rises at least
+    ``prominence`` above the saddle that joins it to a higher peak of the same
+    seed (an h-maximum). A seed with two or more such peaks becomes one seed per
+    peak (the tops, down to ``prominence`` below each peak); its other pixels
+    are shared out by the watershed that follows. Other seeds stay whole.
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        ``(Y, X)`` int seed ids (0 = none).
+    depth : numpy.ndarray
+        ``(Y, X)`` predicted relative depth of each pixel in its cell (about 1
+        at a cell's centre, near 0 at its edge).
+    prominence : float
+        Smallest rise of a peak above its saddle, in units of relative depth.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` int seed ids.
+
+    Examples
+    --------
+    >>> seeds = np.ones((1, 9), int)
+    >>> depth = np.array([[0.2, 0.8, 0.9, 0.3, 0.7, 0.9, 0.3, 0.85, 0.8]])
+    >>> split_by_depth(seeds, depth, 0.3).tolist()
+    [[0, 2, 2, 0, 3, 3, 0, 4, 4]]
+    >>> split_by_depth(seeds, depth, 0.7).tolist()
+    [[1, 1, 1, 1, 1, 1, 1, 1, 1]]
+    """
+    n = int(seeds.max())
+    if n == 0 or prominence <= 0:
+        return seeds
+    inside = seeds > 0
+    height = np.where(inside, depth, 0.0).astype(np.float64)
+    domes = height - reconstruction(np.maximum(height - prominence, 0.0), height)
+    caps, n_caps = ndi.label(inside & (domes > 1e-6))
+    if n_caps == 0:
+        return seeds
+    index = np.arange(1, n_caps + 1)
+    high = ndi.maximum(domes, caps, index) >= prominence - 1e-6
+    tops = np.where(np.concatenate([[False], high])[caps], caps, 0)
+    peaks = np.bincount(seeds[tops > 0], minlength=n + 1)  # top pixels per seed
+    per_seed = np.zeros(n + 1, dtype=np.int64)
+    owner = ndi.maximum(seeds, tops, index)  # seed of each top
+    np.add.at(per_seed, owner[high].astype(np.int64), 1)
+    split = (per_seed >= 2)[seeds] & (peaks[seeds] > 0)
+    return np.where(split, np.where(tops > 0, tops + n, 0), seeds)
+
+
+def _finish(
+    labels: np.ndarray, foreground: np.ndarray, median_area: float, config: PostprocessConfig
+) -> np.ndarray:
+    """Orphans, small objects, holes and sequential ids after the watershed."""
     if config.keep_orphans:
         orphans, n_orphans = ndi.label(foreground & (labels == 0))
         if n_orphans:

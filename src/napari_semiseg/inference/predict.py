@@ -123,7 +123,8 @@ def predict_probabilities(
     Returns
     -------
     numpy.ndarray
-        ``(K, Y, X)`` float32 softmax probabilities.
+        ``(K, Y, X)`` float32 class probabilities (softmax), followed by any
+        extra maps of the method (:meth:`Method.output_probabilities`).
     """
     tiling = tiling or TilingConfig()
     check_channels(method, image)
@@ -138,7 +139,7 @@ def predict_probabilities(
         probs = 0.0
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            p = torch.softmax(method.predict(xi).float(), 1)
+            p = method.output_probabilities(method.predict(xi))
             probs = probs + (torch.flip(p, dims) if dims else p)
         probs = probs / len(flips)
         if crop:
@@ -147,7 +148,7 @@ def predict_probabilities(
 
     try:
         result = yield from predict_tiled(
-            forward, image, method.n_classes, tiling, multiple=multiple, margin=margin
+            forward, image, method.n_outputs, tiling, multiple=multiple, margin=margin
         )
     finally:
         method.train(was_training)

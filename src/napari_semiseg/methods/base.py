@@ -352,6 +352,30 @@ class Method(abc.ABC):
             The training images, annotations and known masks.
         """
 
+    @property
+    def n_outputs(self) -> int:
+        """Channels of :meth:`output_probabilities`: the classes, plus any extra maps."""
+        return self.n_classes
+
+    def output_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(B, n_outputs, Y, X)`` from :meth:`predict`'s output.
+
+        The default is the softmax over the classes. Methods with extra outputs
+        (e.g. a cell-depth map after the classes) override it; the first
+        :attr:`n_classes` channels are always the class probabilities.
+
+        Parameters
+        ----------
+        logits : torch.Tensor
+            ``(B, n_outputs, Y, X)`` raw output of :meth:`predict`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, n_outputs, Y, X)`` float32.
+        """
+        return torch.softmax(logits.float(), 1)
+
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Pseudo-labels ``(B, Y, X)`` and confidence ``(B, Y, X)``, for methods that have them."""
         return None
@@ -360,8 +384,9 @@ class Method(abc.ABC):
         """Maps worth showing live for one image ``(1, C, Y, X)``.
 
         The default gives the class probabilities (``probabilities``,
-        ``(K, Y, X)``), the foreground probability and, for methods that have
-        them, pseudo-labels and their confidence. Subclasses add their own maps.
+        ``(K, Y, X)``, see :meth:`output_probabilities`), the foreground
+        probability and, for methods that have them, pseudo-labels and their
+        confidence. Subclasses add their own maps.
 
         Parameters
         ----------
@@ -373,7 +398,7 @@ class Method(abc.ABC):
         dict of str to numpy.ndarray
             ``(Y, X)`` maps (``probabilities`` is ``(K, Y, X)``).
         """
-        probs = torch.softmax(self.predict(x).float(), 1)[0]
+        probs = self.output_probabilities(self.predict(x))[0]
         out = {
             "probabilities": probs.cpu().numpy(),
             "foreground": (1.0 - probs[0]).cpu().numpy(),

@@ -3,16 +3,24 @@
 Weighted cross-entropy with the U-Net weight map plus masked Dice on the known
 pixels of annotated patches; unknown pixels get weight 0. The unlabelled pool
 is ignored.
+
+With ``depth_head`` the network has a fourth output channel that regresses each
+pixel's relative depth in its cell (:func:`~napari_semiseg.data.annotations.relative_depth`:
+1 at a cell's centre, near 0 on its edge and outside cells). The classes keep
+their thin-border meaning; the post-processing takes its seeds from the depth
+map, which falls between touching cells even where the border class is unsure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..losses import supervised_loss
+from ..data.annotations import relative_depth
+from ..losses import binary_cross_entropy, supervised_loss
 from ..models import UNet, UNetConfig
 from .base import Batch, Method, MethodConfig, StepOutput
 
@@ -42,6 +50,25 @@ def crop_like(tensor: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return tensor[..., dy : dy + logits.shape[-2], dx : dx + logits.shape[-1]]
 
 
+def depth_target(labels: torch.Tensor) -> torch.Tensor:
+    """Relative cell depth of a batch of instance maps.
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        ``(B, Y, X)`` instance ids.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, Y, X)`` float32 in [0, 1] on the device of ``labels`` (0 outside
+        cells, 1 at each cell's deepest pixel).
+    """
+    arrays = labels.detach().cpu().numpy()
+    depth = np.stack([relative_depth(lab) for lab in arrays])
+    return torch.from_numpy(depth).to(labels.device)
+
+
 @dataclass(frozen=True)
 class SupervisedConfig(MethodConfig):
     """Hyper-parameters of the supervised U-Net.
@@ -60,6 +87,16 @@ class SupervisedConfig(MethodConfig):
     use_weight_map: bool = field(
         default=True, metadata={"help": "weight the loss by the U-Net border weight map"}
     )
+    depth_head: bool = field(
+        default=False,
+        metadata={
+            "help": "also learn each pixel's depth in its cell; cells are seeded from it, "
+            "which separates touching cells"
+        },
+    )
+    depth_weight: float = field(
+        default=1.0, metadata={"min": 0.0, "max": 10.0, "step": 0.1, "help": "depth term weight"}
+    )
 
 
 class SupervisedUNet(Method):
@@ -75,7 +112,25 @@ class SupervisedUNet(Method):
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
-        self.model = UNet(in_channels, self.n_classes, model_config)
+        self.model = UNet(in_channels, self.n_outputs, model_config)
+
+    @property
+    def n_outputs(self) -> int:
+        """The classes, plus the depth map with ``depth_head``."""
+        return self.n_classes + int(self._depth_head)
+
+    @property
+    def _depth_head(self) -> bool:
+        # subclasses may bring a config without the field
+        return bool(getattr(self.config, "depth_head", False))
+
+    def output_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over the classes; with ``depth_head`` the sigmoid depth after them."""
+        logits = logits.float()
+        probs = torch.softmax(logits[:, : self.n_classes], 1)
+        if not self._depth_head:
+            return probs
+        return torch.cat([probs, torch.sigmoid(logits[:, self.n_classes :])], 1)
 
     def networks(self) -> dict[str, nn.Module]:
         """The single U-Net."""
@@ -83,14 +138,32 @@ class SupervisedUNet(Method):
 
     def training_step(self, batch: Batch, step: int) -> StepOutput:
         """Weighted CE + Dice on the known pixels of the annotated patches."""
-        logits = self.model(batch["image"])
+        outputs = self.model(batch["image"])
+        logits = outputs[:, : self.n_classes]
         weight = batch["weight"] if self.config.use_weight_map else None
         weight = crop_like(weight, logits) if weight is not None else None
         loss, terms = supervised_loss(
             logits, crop_like(batch["target"], logits), weight, self.config.dice_weight
         )
+        if self._depth_head:
+            target = crop_like(depth_target(batch["labels"]), logits)
+            # cell pixels only: where a pixel is background is the classes' job
+            cells = crop_like(batch["known"] * (batch["labels"] > 0), logits)
+            mask = cells * weight if weight is not None else cells
+            depth = binary_cross_entropy(
+                torch.sigmoid(outputs[:, self.n_classes].float()), target, mask
+            )
+            loss = loss + self.config.depth_weight * depth
+            terms["depth"] = float(depth.detach())
         return StepOutput(loss, terms)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the U-Net."""
+        """Logits of the U-Net (with ``depth_head``, the depth logit after the classes)."""
         return self.model(x)
+
+    def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """The default maps, plus the predicted ``cell_depth`` with ``depth_head``."""
+        out = super().preview(x)
+        if self._depth_head:
+            out["cell_depth"] = out["probabilities"][self.n_classes].copy()
+        return out
