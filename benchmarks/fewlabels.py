@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_semiseg.api import make_config, segment_array
+from napari_semiseg.api import load_model, make_config, segment_array
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import Normalization, prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
@@ -141,6 +141,28 @@ def training_data(
 def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
     """Scores outside the annotated region."""
     return evaluate(masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER)
+
+
+def rescore(task: Task, path: Path) -> dict:
+    """Scores of a saved model on its task with the current post-processing.
+
+    Parameters
+    ----------
+    task : Task
+        The few-label task the model was trained on.
+    path : pathlib.Path
+        Model file written by ``--save-models``.
+
+    Returns
+    -------
+    dict
+        The metrics of :func:`score` and ``rescored: True``.
+    """
+    model = load_model(path, "cpu")
+    return {
+        **score(task, [segment_array(model, image) for image in task.images]),
+        "rescored": True,
+    }
 
 
 def run_method(
@@ -585,7 +607,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="torch threads per run (1 when two workers share 2 cores)"
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score cached runs again from their model files in --save-models DIR with the "
+        "current post-processing (training figures are kept; nothing is trained)",
+    )
     args = parser.parse_args(argv)
+    if args.rescore and not args.save_models:
+        parser.error("--rescore reads the model files: give --save-models DIR")
     try:
         settings = parse_settings(args.set)
     except ValueError as error:
@@ -627,6 +657,14 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     label = f"{method}+{args.variant}" if args.variant else method
                     k = key(dataset, label, seed, 0 if method == "rf" else args.budget)
+                    if args.rescore:
+                        if k in cache["runs"] and model_path(args.save_models, k).exists():
+                            cache["runs"][k].update(rescore(task, model_path(args.save_models, k)))
+                            fresh.add(k)
+                            save_cache(cache, args.cache, fresh)
+                            ap50 = cache["runs"][k]["ap50"]
+                            print(f"  seed {seed} {label:>14}: AP50 {ap50:.3f} (rescored)")
+                        continue
                     if not args.force and (k in cache["runs"] or not claim(args.cache, k)):
                         continue
                     started = time.perf_counter()

@@ -34,7 +34,13 @@ from ..losses.pseudo import (
 )
 from ..models import ModelEMA, UNet, UNetConfig
 from .base import Batch, Method, MethodConfig, StepOutput, setting
-from .supervised import crop_like
+from .supervised import (
+    DepthOutput,
+    crop_like,
+    depth_head_field,
+    depth_target,
+    depth_weight_field,
+)
 
 #: ``strong_view`` settings: decide from the images, always, never.
 STRONG_VIEW_CHOICES = ("auto", "on", "off")
@@ -142,6 +148,8 @@ class MeanTeacherConfig(MethodConfig):
     predict_with_teacher: bool = field(
         default=True, metadata={"help": "predict with the EMA teacher (else the student)"}
     )
+    depth_head: bool = depth_head_field()
+    depth_weight: float = depth_weight_field()
 
 
 def _pad_like(labels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -152,7 +160,7 @@ def _pad_like(labels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return F.pad(labels, (dx // 2, dx - dx // 2, dy // 2, dy - dy // 2), value=IGNORE)
 
 
-class MeanTeacherBCP(Method):
+class MeanTeacherBCP(DepthOutput, Method):
     """EMA teacher whose pseudo-labels are mixed with annotations by copy-paste."""
 
     name = "mean-teacher"
@@ -167,7 +175,7 @@ class MeanTeacherBCP(Method):
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
-        self.model = UNet(in_channels, self.n_classes, model_config)
+        self.model = UNet(in_channels, self.n_outputs, model_config)
         self.teacher_ema = ModelEMA(self.model, config.ema_decay)
         self._area = 0.0
         self._self_training: bool | None = None
@@ -190,7 +198,7 @@ class MeanTeacherBCP(Method):
 
     def _pseudo(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher pseudo-labels ``(B, Y, X)`` (255 = none) and confidence for images."""
-        probs = torch.softmax(self.teacher_ema(x).float(), 1)
+        probs = self.output_probabilities(self.teacher_ema(x))[:, : self.n_classes]
         labels, confidence = confident_pseudo_labels(probs, self.config.confidence_threshold)
         labels = remove_small_regions(labels, self.config.min_area_fraction * self._area)
         return _pad_like(labels, x.shape), confidence
@@ -215,10 +223,34 @@ class MeanTeacherBCP(Method):
         x, gt = mix(image, rolled[0], mask), mix(target, rolled[1], mask)
         weight = self._weight(batch)
         weight = None if weight is None else mix(weight, weight.roll(1, 0), mask)
-        logits = self.model(x)
+        outputs = self.model(x)
+        logits = outputs[:, : self.n_classes]
         loss = region_loss(logits, crop_like(gt, logits), self._crop(weight, logits))
+        terms = {"supervised": float(loss.detach()), "pseudo": 0.0}
+        if self._depth_head:
+            depth = depth_target(batch["labels"])
+            depth = mix(depth, depth.roll(1, 0), mask)
+            loss = loss + self._depth_loss(outputs, depth, gt, weight, terms)
         self._record(x, gt, torch.full_like(gt, IGNORE))
-        return StepOutput(loss, {"supervised": float(loss.detach()), "pseudo": 0.0})
+        return StepOutput(loss, terms)
+
+    def _depth_loss(
+        self,
+        outputs: torch.Tensor,
+        depth: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        terms: dict[str, float],
+    ) -> torch.Tensor:
+        """Weighted depth term on the annotated cell pixels (logged in ``terms``)."""
+        term = self.depth_term(
+            outputs,
+            crop_like(depth, outputs),
+            crop_like(target, outputs),
+            self._crop(weight, outputs),
+        )
+        terms["depth"] = float(term.detach())
+        return self.config.depth_weight * term
 
     def _bcp_step(self, batch: Batch) -> StepOutput:
         n = min(len(batch["image"]), len(batch["unlabelled_image"]))
@@ -226,6 +258,9 @@ class MeanTeacherBCP(Method):
         a, b = slice(0, half), slice(n - half, n)  # pairs for X_A and X_B
         source = {k: batch[k][:n] for k in ("image", "target")}
         unlab = {k: batch["unlabelled_" + k][:n] for k in ("image", "target")}
+        if self._depth_head:  # depth of each cell in its own patch, mixed like the targets
+            source["depth"] = depth_target(batch["labels"][:n])
+            unlab["depth"] = depth_target(batch["unlabelled_labels"][:n])
         with torch.no_grad():
             if self.config.pseudo_label_unknown:
                 pseudo, _ = self._pseudo(torch.cat([source["image"], unlab["image"]]))
@@ -249,7 +284,8 @@ class MeanTeacherBCP(Method):
             for key in source
         }
         student_input = self._strong_view(mixed["image"])
-        logits = self.model(student_input)
+        outputs = self.model(student_input)
+        logits = outputs[:, : self.n_classes]
         supervised = region_loss(
             logits, crop_like(mixed["target"], logits), self._crop(mixed.get("weight"), logits)
         )
@@ -260,6 +296,11 @@ class MeanTeacherBCP(Method):
         loss = (supervised + alpha * pseudo) / (1.0 + alpha)
         self._record(student_input, mixed["target"], mixed["pseudo"])
         terms = {"supervised": float(supervised.detach()), "pseudo": float(pseudo.detach())}
+        if self._depth_head:
+            depth = self._depth_loss(
+                outputs, mixed["depth"], mixed["target"], mixed.get("weight"), terms
+            )
+            loss = loss + depth
         return StepOutput(loss, terms)
 
     def _strong_view(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,7 +358,7 @@ class MeanTeacherBCP(Method):
     def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         """Default maps plus the student-teacher disagreement ``(Y, X)``."""
         out = super().preview(x)
-        student = torch.softmax(self.model(x).float(), 1)
-        teacher = torch.softmax(self.teacher_ema(x).float(), 1)
+        student = self.output_probabilities(self.model(x))[:, : self.n_classes]
+        teacher = self.output_probabilities(self.teacher_ema(x))[:, : self.n_classes]
         out["disagreement"] = class_disagreement(student, teacher)[0].cpu().numpy()
         return out

@@ -14,12 +14,13 @@ map, which falls between touching cells even where the border class is unsure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.annotations import relative_depth
+from ..data.annotations import BORDER, INTERIOR, relative_depth
 from ..losses import binary_cross_entropy, supervised_loss
 from ..models import UNet, UNetConfig
 from .base import Batch, Method, MethodConfig, StepOutput
@@ -69,50 +70,33 @@ def depth_target(labels: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(depth).to(labels.device)
 
 
-@dataclass(frozen=True)
-class SupervisedConfig(MethodConfig):
-    """Hyper-parameters of the supervised U-Net.
-
-    Parameters
-    ----------
-    dice_weight : float
-        Weight of the masked Dice term next to the weighted cross-entropy.
-    use_weight_map : bool
-        Weight the cross-entropy by the U-Net weight map (else class balance only).
-    """
-
-    dice_weight: float = field(
-        default=1.0, metadata={"min": 0.0, "max": 10.0, "step": 0.1, "help": "Dice term weight"}
-    )
-    use_weight_map: bool = field(
-        default=True, metadata={"help": "weight the loss by the U-Net border weight map"}
-    )
-    depth_head: bool = field(
+def depth_head_field() -> Any:
+    """Dataclass field ``depth_head`` for the configs of methods with :class:`DepthOutput`."""
+    return field(
         default=False,
         metadata={
-            "help": "also learn each pixel's depth in its cell; cells are seeded from it, "
-            "which separates touching cells"
+            "help": "also learn each pixel's depth in its cell; touching cells the "
+            "classes join are split where the depth falls between them"
         },
     )
-    depth_weight: float = field(
+
+
+def depth_weight_field() -> Any:
+    """Dataclass field ``depth_weight`` (weight of the depth term)."""
+    return field(
         default=1.0, metadata={"min": 0.0, "max": 10.0, "step": 0.1, "help": "depth term weight"}
     )
 
 
-class SupervisedUNet(Method):
-    """U-Net trained on the annotated pixels only."""
+class DepthOutput:
+    """Mixin for U-Net methods: an optional relative-depth output after the classes.
 
-    name = "unet"
-    label = "U-Net (supervised)"
-    description = (
-        "U-Net with the paper's border weight map, weighted cross-entropy and Dice on the "
-        "annotated pixels only. Fast baseline; ignores unlabelled images."
-    )
-    Config = SupervisedConfig
-
-    def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
-        super().__init__(config, model_config, in_channels, device)
-        self.model = UNet(in_channels, self.n_outputs, model_config)
+    With ``config.depth_head`` the network has ``n_classes + 1`` output channels;
+    the last is the logit of each pixel's relative depth in its cell
+    (:func:`~napari_semiseg.data.annotations.relative_depth`), learnt with a
+    binary cross-entropy against the soft target on known cell pixels. Put it
+    before :class:`Method` in the bases.
+    """
 
     @property
     def n_outputs(self) -> int:
@@ -132,6 +116,83 @@ class SupervisedUNet(Method):
             return probs
         return torch.cat([probs, torch.sigmoid(logits[:, self.n_classes :])], 1)
 
+    def depth_term(
+        self,
+        outputs: torch.Tensor,
+        depth: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Depth loss on the known cell pixels.
+
+        Parameters
+        ----------
+        outputs : torch.Tensor
+            ``(B, n_outputs, Y, X)`` network output.
+        depth : torch.Tensor
+            ``(B, Y, X)`` target relative depth (:func:`depth_target`), cropped like
+            ``outputs``.
+        target : torch.Tensor
+            ``(B, Y, X)`` class target (255 = unknown), cropped like ``outputs``;
+            its cell classes (interior, border) select the pixels.
+        weight : torch.Tensor, optional
+            ``(B, Y, X)`` U-Net weight map.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar (0 when the batch holds no known cell pixel).
+        """
+        # cell pixels only: where a pixel is background is the classes' job
+        cells = ((target == INTERIOR) | (target == BORDER)).float()
+        mask = cells * weight if weight is not None else cells
+        return binary_cross_entropy(torch.sigmoid(outputs[:, self.n_classes].float()), depth, mask)
+
+    def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """The default maps, plus the predicted ``cell_depth`` with ``depth_head``."""
+        out = super().preview(x)
+        if self._depth_head:
+            out["cell_depth"] = out["probabilities"][self.n_classes].copy()
+        return out
+
+
+@dataclass(frozen=True)
+class SupervisedConfig(MethodConfig):
+    """Hyper-parameters of the supervised U-Net.
+
+    Parameters
+    ----------
+    dice_weight : float
+        Weight of the masked Dice term next to the weighted cross-entropy.
+    use_weight_map : bool
+        Weight the cross-entropy by the U-Net weight map (else class balance only).
+    """
+
+    dice_weight: float = field(
+        default=1.0, metadata={"min": 0.0, "max": 10.0, "step": 0.1, "help": "Dice term weight"}
+    )
+    use_weight_map: bool = field(
+        default=True, metadata={"help": "weight the loss by the U-Net border weight map"}
+    )
+    depth_head: bool = depth_head_field()
+    depth_weight: float = depth_weight_field()
+
+
+class SupervisedUNet(DepthOutput, Method):
+    """U-Net trained on the annotated pixels only."""
+
+    name = "unet"
+    label = "U-Net (supervised)"
+    description = (
+        "U-Net with the paper's border weight map, weighted cross-entropy and Dice on the "
+        "annotated pixels only. Fast baseline; ignores unlabelled images."
+    )
+    Config = SupervisedConfig
+
+    def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
+        super().__init__(config, model_config, in_channels, device)
+        self.model = UNet(in_channels, self.n_outputs, model_config)
+
     def networks(self) -> dict[str, nn.Module]:
         """The single U-Net."""
         return {"model": self.model}
@@ -146,12 +207,11 @@ class SupervisedUNet(Method):
             logits, crop_like(batch["target"], logits), weight, self.config.dice_weight
         )
         if self._depth_head:
-            target = crop_like(depth_target(batch["labels"]), logits)
-            # cell pixels only: where a pixel is background is the classes' job
-            cells = crop_like(batch["known"] * (batch["labels"] > 0), logits)
-            mask = cells * weight if weight is not None else cells
-            depth = binary_cross_entropy(
-                torch.sigmoid(outputs[:, self.n_classes].float()), target, mask
+            depth = self.depth_term(
+                outputs,
+                crop_like(depth_target(batch["labels"]), logits),
+                crop_like(batch["target"], logits),
+                weight,
             )
             loss = loss + self.config.depth_weight * depth
             terms["depth"] = float(depth.detach())
@@ -160,10 +220,3 @@ class SupervisedUNet(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the U-Net (with ``depth_head``, the depth logit after the classes)."""
         return self.model(x)
-
-    def preview(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        """The default maps, plus the predicted ``cell_depth`` with ``depth_head``."""
-        out = super().preview(x)
-        if self._depth_head:
-            out["cell_depth"] = out["probabilities"][self.n_classes].copy()
-        return out
