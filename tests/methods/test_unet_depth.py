@@ -73,3 +73,18 @@ def test_depth_model_saves_predicts_and_previews(toy_data, tiny_config, tmp_path
     with torch.no_grad():
         maps = result.model.method.preview(x)
     np.testing.assert_array_equal(maps["cell_depth"], maps["probabilities"][3])
+
+
+@pytest.mark.parametrize("method", ["unet", "mean-teacher"])
+def test_the_split_setting_travels_with_the_model(method, toy_data, tiny_config, tmp_path):
+    config = replace(
+        tiny_config, method=method, method_config={"depth_head": True, "depth_prominence": 0.0}
+    )
+    _run(train(toy_data, config, out=tmp_path / "m.pt"))
+    assert load_checkpoint(tmp_path / "m.pt").postprocess().depth_prominence == 0.0
+    # without the depth head the setting has nothing to split and is left out
+    plain = build_method(method, {"depth_prominence": 0.0}, TINY, 1)
+    assert plain.postprocess_settings() == {}
+    assert build_method(method, {"depth_head": True}, TINY, 1).postprocess_settings() == {
+        "depth_prominence": pytest.approx(0.3)
+    }

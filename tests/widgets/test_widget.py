@@ -71,6 +71,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
         "use_weight_map",
         "depth_head",
         "depth_weight",
+        "depth_prominence",
     ]
     train.method.value = "other"
     assert [w.name for w in train.form] == ["consistency", "views"]
@@ -84,6 +85,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
         "use_weight_map": True,
         "depth_head": False,
         "depth_weight": 1.0,
+        "depth_prominence": 0.3,
     }
 
 

@@ -77,9 +77,14 @@ class LoadedModel:
         -------
         PostprocessConfig
             See :meth:`PostprocessConfig.for_confidence`; ``core_depth`` is the
-            one the model was trained with.
+            one the model was trained with, and the method's own settings
+            (:meth:`Method.postprocess_settings`) apply.
         """
-        config = replace(config or PostprocessConfig(), core_depth=self.train_config.core_depth)
+        config = replace(
+            config or PostprocessConfig(),
+            core_depth=self.train_config.core_depth,
+            **self.method.postprocess_settings(),
+        )
         return config.for_confidence(self.annotated_confidence)
 
     @property

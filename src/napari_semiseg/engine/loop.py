@@ -304,9 +304,9 @@ class _Trainer:
         if pair is not None:
             self.confidence = annotated_confidence([pair[0]], [pair[1]])
         if "instances" not in arrays and "probabilities" in arrays:
-            postprocess = PostprocessConfig(core_depth=self.config.core_depth).for_confidence(
-                self.confidence
-            )
+            postprocess = PostprocessConfig(
+                core_depth=self.config.core_depth, **self.method.postprocess_settings()
+            ).for_confidence(self.confidence)
             arrays["instances"] = instances_from_probabilities(
                 arrays["probabilities"], self.median_area, postprocess
             )

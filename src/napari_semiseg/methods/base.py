@@ -376,6 +376,10 @@ class Method(abc.ABC):
         """
         return torch.softmax(logits.float(), 1)
 
+    def postprocess_settings(self) -> dict[str, Any]:
+        """Post-processing fields this method's settings decide (``PostprocessConfig``)."""
+        return {}
+
     def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Pseudo-labels ``(B, Y, X)`` and confidence ``(B, Y, X)``, for methods that have them."""
         return None

@@ -38,6 +38,7 @@ from .supervised import (
     DepthOutput,
     crop_like,
     depth_head_field,
+    depth_prominence_field,
     depth_target,
     depth_weight_field,
 )
@@ -150,6 +151,7 @@ class MeanTeacherConfig(MethodConfig):
     )
     depth_head: bool = depth_head_field()
     depth_weight: float = depth_weight_field()
+    depth_prominence: float = depth_prominence_field()
 
 
 def _pad_like(labels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -88,6 +88,20 @@ def depth_weight_field() -> Any:
     )
 
 
+def depth_prominence_field() -> Any:
+    """Dataclass field ``depth_prominence`` (when the depth map splits a seed)."""
+    return field(
+        default=0.3,
+        metadata={
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.05,
+            "help": "split a cell where its predicted depth has two peaks this far above "
+            "the saddle between them (0 = never split; the depth still guides the outline)",
+        },
+    )
+
+
 class DepthOutput:
     """Mixin for U-Net methods: an optional relative-depth output after the classes.
 
@@ -107,6 +121,12 @@ class DepthOutput:
     def _depth_head(self) -> bool:
         # subclasses may bring a config without the field
         return bool(getattr(self.config, "depth_head", False))
+
+    def postprocess_settings(self) -> dict[str, Any]:
+        """``depth_prominence`` from the settings (with ``depth_head``)."""
+        if not self._depth_head:
+            return {}
+        return {"depth_prominence": float(getattr(self.config, "depth_prominence", 0.3))}
 
     def output_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over the classes; with ``depth_head`` the sigmoid depth after them."""
@@ -176,6 +196,7 @@ class SupervisedConfig(MethodConfig):
     )
     depth_head: bool = depth_head_field()
     depth_weight: float = depth_weight_field()
+    depth_prominence: float = depth_prominence_field()
 
 
 class SupervisedUNet(DepthOutput, Method):
