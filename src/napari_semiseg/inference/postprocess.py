@@ -378,11 +378,9 @@ def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> n
     index = np.arange(1, n_caps + 1)
     high = ndi.maximum(domes, caps, index) >= prominence - 1e-6
     tops = np.where(np.concatenate([[False], high])[caps], caps, 0)
-    peaks = np.bincount(seeds[tops > 0], minlength=n + 1)  # top pixels per seed
-    per_seed = np.zeros(n + 1, dtype=np.int64)
-    owner = ndi.maximum(seeds, tops, index)  # seed of each top
-    np.add.at(per_seed, owner[high].astype(np.int64), 1)
-    split = (per_seed >= 2)[seeds] & (peaks[seeds] > 0)
+    owner = np.asarray(ndi.maximum(seeds, caps, index), dtype=np.int64)  # seed of each cap
+    per_seed = np.bincount(owner[high], minlength=n + 1)  # qualifying peaks per seed
+    split = (per_seed >= 2)[seeds]
     return np.where(split, np.where(tops > 0, tops + n, 0), seeds)
 
 
