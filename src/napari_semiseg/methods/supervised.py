@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from ..data.annotations import BORDER, INTERIOR, relative_depth
+from ..inference.postprocess import PostprocessConfig
 from ..losses import binary_cross_entropy, supervised_loss
 from ..models import UNet, UNetConfig
-from .base import Batch, Method, MethodConfig, StepOutput
+from .base import Batch, Method, MethodConfig, StepOutput, setting
 
 
 def crop_like(tensor: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -83,22 +84,20 @@ def depth_head_field() -> Any:
 
 def depth_weight_field() -> Any:
     """Dataclass field ``depth_weight`` (weight of the depth term)."""
-    return field(
-        default=1.0, metadata={"min": 0.0, "max": 10.0, "step": 0.1, "help": "depth term weight"}
-    )
+    return field(default=1.0, metadata=setting(0.0, 10.0, 0.1, "depth term weight"))
 
 
 def depth_prominence_field() -> Any:
     """Dataclass field ``depth_prominence`` (when the depth map splits a seed)."""
     return field(
-        default=0.3,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "step": 0.05,
-            "help": "split a cell where its predicted depth has two peaks this far above "
+        default=PostprocessConfig.depth_prominence,
+        metadata=setting(
+            0.0,
+            1.0,
+            0.05,
+            "split a cell where its predicted depth has two peaks this far above "
             "the saddle between them (0 = never split; the depth still guides the outline)",
-        },
+        ),
     )
 
 
@@ -126,7 +125,8 @@ class DepthOutput:
         """``depth_prominence`` from the settings (with ``depth_head``)."""
         if not self._depth_head:
             return {}
-        return {"depth_prominence": float(getattr(self.config, "depth_prominence", 0.3))}
+        default = PostprocessConfig.depth_prominence
+        return {"depth_prominence": float(getattr(self.config, "depth_prominence", default))}
 
     def output_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over the classes; with ``depth_head`` the sigmoid depth after them."""
