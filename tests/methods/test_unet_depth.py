@@ -83,8 +83,26 @@ def test_the_split_setting_travels_with_the_model(method, toy_data, tiny_config,
     _run(train(toy_data, config, out=tmp_path / "m.pt"))
     assert load_checkpoint(tmp_path / "m.pt").postprocess().depth_prominence == 0.0
     # without the depth head the setting has nothing to split and is left out
-    plain = build_method(method, {"depth_prominence": 0.0}, TINY, 1)
+    plain = build_method(method, {"depth_head": False, "depth_prominence": 0.0}, TINY, 1)
     assert plain.postprocess_settings() == {}
+    default = {"unet": 0.3, "mean-teacher": 0.0}[method]
     assert build_method(method, {"depth_head": True}, TINY, 1).postprocess_settings() == {
-        "depth_prominence": pytest.approx(0.3)
+        "depth_prominence": pytest.approx(default)
     }
+
+
+def test_mean_teacher_has_the_depth_head_by_default_and_reads_older_files(
+    toy_data, tiny_config, tmp_path
+):
+    config = replace(tiny_config, method="mean-teacher", method_config={"depth_head": False})
+    _run(train(toy_data, config, out=tmp_path / "old.pt"))
+    default = build_method("mean-teacher", {}, TINY, 1)
+    assert default.n_outputs == 4
+    assert default.postprocess_settings() == {"depth_prominence": 0.0}
+    # a file written before the depth head existed has neither setting
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    del payload["method_config"]["depth_head"], payload["method_config"]["depth_prominence"]
+    torch.save(payload, tmp_path / "older.pt")
+    loaded = load_checkpoint(tmp_path / "older.pt").method
+    assert not loaded.config.depth_head
+    assert loaded.n_outputs == 3

@@ -225,7 +225,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
     try:
         method = build_method(
             name,
-            payload["method_config"],
+            # settings missing from older files take the default they were trained with
+            {**METHODS[name].former_defaults, **payload["method_config"]},
             UNetConfig(**payload["model_config"]),
             int(payload["in_channels"]),
             device,

@@ -243,6 +243,9 @@ class Method(abc.ABC):
     #: Whether the interior class may be the cell core (``TrainConfig.core_depth``);
     #: False for methods that need the thin Sobel border as their border target.
     core_targets: ClassVar[bool] = True
+    #: Settings whose default changed: the value that model files written before
+    #: the change were trained with (they do not store a setting they did not have).
+    former_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ median annotated cell (S13) instead of BCP's largest-connected-component step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -149,9 +149,11 @@ class MeanTeacherConfig(MethodConfig):
     predict_with_teacher: bool = field(
         default=True, metadata={"help": "predict with the EMA teacher (else the student)"}
     )
-    depth_head: bool = depth_head_field()
+    # on by default, never splitting: at or above plain mean teacher on every set
+    # of benchmarks/fewlabels.py (docs/benchmarks.md)
+    depth_head: bool = depth_head_field(True)
     depth_weight: float = depth_weight_field()
-    depth_prominence: float = depth_prominence_field()
+    depth_prominence: float = depth_prominence_field(0.0)
 
 
 def _pad_like(labels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -170,10 +172,13 @@ class MeanTeacherBCP(DepthOutput, Method):
     description = (
         "Bidirectional copy-paste: an EMA teacher labels unannotated pixels; annotated and "
         "unannotated patches are pasted into each other and the student learns from the mix. "
-        "Starts with a short copy-paste pre-training on the annotations."
+        "Starts with a short copy-paste pre-training on the annotations. Also learns each "
+        "cell's depth, which guides the outlines of touching cells."
     )
     Config = MeanTeacherConfig
     uses_unlabelled = True
+    # model files from before the depth head was on by default
+    former_defaults: ClassVar[dict[str, Any]] = {"depth_head": False, "depth_prominence": 0.3}
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)

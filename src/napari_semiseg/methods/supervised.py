@@ -71,10 +71,10 @@ def depth_target(labels: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(depth).to(labels.device)
 
 
-def depth_head_field() -> Any:
+def depth_head_field(default: bool = False) -> Any:
     """Dataclass field ``depth_head`` for the configs of methods with :class:`DepthOutput`."""
     return field(
-        default=False,
+        default=default,
         metadata={
             "help": "also learn each pixel's depth in its cell; touching cells the "
             "classes join are split where the depth falls between them"
@@ -87,10 +87,15 @@ def depth_weight_field() -> Any:
     return field(default=1.0, metadata=setting(0.0, 10.0, 0.1, "depth term weight"))
 
 
-def depth_prominence_field() -> Any:
-    """Dataclass field ``depth_prominence`` (when the depth map splits a seed)."""
+def depth_prominence_field(default: float | None = None) -> Any:
+    """Dataclass field ``depth_prominence`` (when the depth map splits a seed).
+
+    ``None`` takes the post-processing's default.
+    """
+    if default is None:
+        default = PostprocessConfig.depth_prominence
     return field(
-        default=PostprocessConfig.depth_prominence,
+        default=default,
         metadata=setting(
             0.0,
             1.0,
