@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,9 @@ N_CELLS = 10
 #: 4 = the training code of 3 on a machine that gave about 1.2x the steps of the
 #: version-3 runs (EM and brightfield reruns of 2026-12-06).
 CODE = 4
+#: Version of the post-processing that scored a run (runs without one are 1):
+#: 2 = with the contrast filter (``PostprocessConfig.min_contrast``).
+SCORING = 2
 
 
 @dataclass
@@ -159,9 +162,14 @@ def rescore(task: Task, path: Path) -> dict:
         The metrics of :func:`score` and ``rescored: True``.
     """
     model = load_model(path, "cpu")
+    if "annotated_contrast" not in model.metadata:
+        # files saved before the contrast filter: the reference the engine now
+        # measures at the start of training, from the same annotation
+        model.metadata["annotated_contrast"] = training_data(task).annotated_contrast()
     return {
         **score(task, [segment_array(model, image) for image in task.images]),
         "rescored": True,
+        "scoring": SCORING,
     }
 
 
@@ -219,6 +227,7 @@ def run_method(
     predicted = time.perf_counter() - started
     return {
         **score(task, masks),
+        "scoring": SCORING,
         "steps": result.steps,
         "annotated_confidence": model.annotated_confidence,
         "steps_per_s": result.steps / max(trained, 1e-9),
@@ -292,6 +301,9 @@ def run_random_forest(task: Task, seed: int) -> dict:
     forest.fit(x, y)
     trained = time.perf_counter() - started
     median = data.median_cell_area()
+    # the networks' contrast filter too, against the same annotated cells
+    reference = tuple(data.annotated_contrast() or ())
+    postprocess = replace(RF_POSTPROCESS, reference_contrast=reference)
     masks = []
     for image in task.images:
         f = features(image)
@@ -299,8 +311,10 @@ def run_random_forest(task: Task, seed: int) -> dict:
         p = forest.predict_proba(f.reshape(-1, f.shape[-1]))
         for column, cls in enumerate(forest.classes_):
             proba[cls] = p[:, column].reshape(f.shape[:2])
-        masks.append(instances_from_probabilities(proba, median, RF_POSTPROCESS))
-    return {**score(task, masks), "train_s": trained}
+        masks.append(
+            instances_from_probabilities(proba, median, postprocess, prepare_image(image))
+        )
+    return {**score(task, masks), "scoring": SCORING, "train_s": trained}
 
 
 def measure_speed(budget: float) -> dict:

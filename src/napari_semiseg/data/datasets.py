@@ -21,6 +21,8 @@ from .annotations import (
     cell_inradii,
     check_labels,
     known_mask,
+    object_contrast,
+    ring_width,
     semantic_target,
 )
 from .images import Normalization, prepare_image
@@ -245,6 +247,33 @@ class TrainingData:
             [cell_inradii(im.labels) for im in self.images if im.labels is not None] or [[]]
         )
         return float(np.median(radii)) if radii.size else 0.0
+
+    def annotated_contrast(self) -> list[float] | None:
+        """Median contrast of the annotated cells to the known background around them.
+
+        Each annotated cell's mean intensity minus that of the known background
+        pixels within :func:`~napari_semiseg.data.annotations.ring_width` of it
+        (:func:`~napari_semiseg.data.annotations.object_contrast`), per channel;
+        the median over cells. The reference of the post-processing's
+        ``min_contrast`` filter.
+
+        Returns
+        -------
+        list of float or None
+            ``C`` values, or None when no annotated cell has known background
+            around it.
+        """
+        width = ring_width(self.median_cell_area())
+        rows = []
+        for im in self.annotated:
+            if im.target is None:
+                continue
+            _, contrast = object_contrast(im.image, im.labels, width, im.target == BACKGROUND)
+            rows.append(contrast[np.isfinite(contrast).all(1)])
+        values = np.concatenate(rows) if rows else np.zeros((0, 1))
+        if values.shape[0] == 0:
+            return None
+        return [float(v) for v in np.median(values, 0)]
 
     def intensity_levels(self, stride: int = 4) -> dict[str, float]:
         """Typical normalised intensities (mean over channels): image, background, cells.

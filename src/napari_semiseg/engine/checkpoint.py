@@ -60,6 +60,11 @@ class LoadedModel:
         return float(self.metadata.get("median_cell_area", 0.0))
 
     @property
+    def annotated_contrast(self) -> tuple[float, ...]:
+        """Median contrast of the annotated cells to their surroundings (empty: unknown)."""
+        return tuple(float(v) for v in self.metadata.get("annotated_contrast") or ())
+
+    @property
     def annotated_confidence(self) -> float | None:
         """Median peak interior probability of the model on its annotated cells."""
         value = self.metadata.get("annotated_confidence")
@@ -78,11 +83,13 @@ class LoadedModel:
         PostprocessConfig
             See :meth:`PostprocessConfig.for_confidence`; ``core_depth`` is the
             one the model was trained with, and the method's own settings
-            (:meth:`Method.postprocess_settings`) apply.
+            (:meth:`Method.postprocess_settings`) apply; the contrast filter
+            measures against the annotated cells' contrast saved with the model.
         """
         config = replace(
             config or PostprocessConfig(),
             core_depth=self.train_config.core_depth,
+            reference_contrast=self.annotated_contrast,
             **self.method.postprocess_settings(),
         )
         return config.for_confidence(self.annotated_confidence)

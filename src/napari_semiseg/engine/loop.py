@@ -179,6 +179,7 @@ class _Trainer:
                 self.optimizer.load_state_dict(optimizer_state)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.median_area = data.median_cell_area()
+        self.contrast = data.annotated_contrast()
         #: Median peak interior probability on the annotated cells (None: unknown).
         self.confidence: float | None = None
         self.method.on_training_data(data.summary())
@@ -208,6 +209,7 @@ class _Trainer:
         return {
             "median_cell_area": self.median_area,
             "annotated_confidence": self.confidence,
+            "annotated_contrast": self.contrast,
             "steps": steps,
             "data_summary": self.data.summary(),
             "image_names": [im.name for im in self.data.images][:1000],
@@ -305,10 +307,14 @@ class _Trainer:
             self.confidence = annotated_confidence([pair[0]], [pair[1]])
         if "instances" not in arrays and "probabilities" in arrays:
             postprocess = PostprocessConfig(
-                core_depth=self.config.core_depth, **self.method.postprocess_settings()
+                core_depth=self.config.core_depth,
+                reference_contrast=tuple(self.contrast or ()),
+                **self.method.postprocess_settings(),
             ).for_confidence(self.confidence)
+            image = item.image[(slice(None), *window)]
+            same = image.shape[-2:] == arrays["probabilities"].shape[-2:]
             arrays["instances"] = instances_from_probabilities(
-                arrays["probabilities"], self.median_area, postprocess
+                arrays["probabilities"], self.median_area, postprocess, image if same else None
             )
         if first and item.weight is not None:
             arrays["weight_map"] = item.weight[window].copy()

@@ -19,10 +19,13 @@ from scipy import ndimage as ndi
 from skimage.morphology import reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
-from ..data.annotations import BACKGROUND, INTERIOR
+from ..data.annotations import BACKGROUND, INTERIOR, object_contrast, ring_width
 
 #: Channel of the predicted relative cell depth, when a model has one.
 DEPTH = 3
+#: Shortest annotated-cell contrast (normalised intensity) the contrast filter
+#: measures against; below it the annotated cells look like their surroundings.
+MIN_REFERENCE_CONTRAST = 0.05
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,16 @@ class PostprocessConfig:
         Keep foreground regions that contain no interior seed as objects.
     fill_holes : bool
         Fill holes inside objects.
+    min_contrast : float
+        Objects whose intensity contrast to their surroundings, along the
+        annotated cells' contrast, is below this fraction of the annotated
+        cells' median contrast are removed (:func:`drop_faint_objects`): faint
+        texture in an empty background is not a cell. Needs the image and
+        ``reference_contrast``; 0 = keep every object.
+    reference_contrast : tuple of float
+        ``C`` values: the annotated cells' median contrast to the known
+        background around them (``TrainingData.annotated_contrast``, saved
+        with the model). Empty = unknown: no contrast filter.
     """
 
     foreground_threshold: float = 0.5
@@ -86,6 +99,8 @@ class PostprocessConfig:
     depth_prominence: float = 0.3
     keep_orphans: bool = False
     fill_holes: bool = True
+    min_contrast: float = 0.1
+    reference_contrast: tuple[float, ...] = ()
 
     def for_confidence(self, confidence: float | None) -> PostprocessConfig:
         """These thresholds scaled to a model's confidence on its annotated cells.
@@ -290,10 +305,66 @@ def growth_limit(seeds: np.ndarray, max_growth: float, core_depth: float = 0.0) 
     return distance <= reach[owner]
 
 
+def drop_faint_objects(
+    labels: np.ndarray,
+    image: np.ndarray,
+    reference: tuple[float, ...] | list[float],
+    fraction: float,
+    median_area: float = 0.0,
+) -> np.ndarray:
+    """Remove objects that barely stand out from their surroundings.
+
+    Each object's contrast to the background around it
+    (:func:`~napari_semiseg.data.annotations.object_contrast`) is projected on
+    the direction of ``reference``, the annotated cells' median contrast; an
+    object below ``fraction`` of the reference's length is removed. Objects
+    without enough surroundings to measure are kept. Nothing is removed when
+    the reference is shorter than :data:`MIN_REFERENCE_CONTRAST` (annotated
+    cells that do not differ from their surroundings in intensity) or does not
+    match the image's channels.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+    image : numpy.ndarray
+        ``(C, Y, X)`` normalised image.
+    reference : sequence of float
+        ``C`` values, the annotated cells' median contrast.
+    fraction : float
+        Smallest kept contrast as a fraction of the reference (0 = keep all).
+    median_area : float
+        Median annotated cell area (sets the width of the surroundings).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` int32 instance ids (the removed ones set to 0).
+
+    Examples
+    --------
+    >>> image = np.zeros((1, 12, 12)); image[0, 2:5, 2:5] = 1.0; image[0, 7:10, 7:10] = 0.02
+    >>> labels = np.zeros((12, 12), np.int32); labels[2:5, 2:5] = 1; labels[7:10, 7:10] = 2
+    >>> np.unique(drop_faint_objects(labels, image, [0.8], 0.1, 9.0)).tolist()
+    [0, 1]
+    """
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    length = float(np.linalg.norm(ref)) if ref.size else 0.0
+    if fraction <= 0 or length < MIN_REFERENCE_CONTRAST or ref.size != image.shape[0]:
+        return labels
+    ids, contrast = object_contrast(image, labels, ring_width(median_area))
+    along = contrast @ (ref / length)
+    faint = ids[np.isfinite(along) & (along < fraction * length)]
+    if faint.size == 0:
+        return labels
+    return np.where(np.isin(labels, faint), 0, labels).astype(np.int32)
+
+
 def instances_from_probabilities(
     probabilities: np.ndarray,
     median_area: float = 0.0,
     config: PostprocessConfig | None = None,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance masks from background/interior/border probabilities.
 
@@ -308,6 +379,9 @@ def instances_from_probabilities(
         Median area of the annotated cells; 0 disables size filtering.
     config : PostprocessConfig, optional
         Thresholds and size fractions.
+    image : numpy.ndarray, optional
+        ``(C, Y, X)`` normalised image, for the contrast filter
+        (``min_contrast``; skipped without it).
 
     Returns
     -------
@@ -330,7 +404,7 @@ def instances_from_probabilities(
         labels = watershed(-depth, markers=seeds, mask=mask)
     else:
         labels = watershed(-interior, markers=seeds, mask=mask)
-    return _finish(labels, foreground, median_area, config)
+    return _finish(labels, foreground, median_area, config, image)
 
 
 def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> np.ndarray:
@@ -385,9 +459,13 @@ def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> n
 
 
 def _finish(
-    labels: np.ndarray, foreground: np.ndarray, median_area: float, config: PostprocessConfig
+    labels: np.ndarray,
+    foreground: np.ndarray,
+    median_area: float,
+    config: PostprocessConfig,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Orphans, small objects, holes and sequential ids after the watershed."""
+    """Orphans, small objects, holes, faint objects and sequential ids after the watershed."""
     if config.keep_orphans:
         orphans, n_orphans = ndi.label(foreground & (labels == 0))
         if n_orphans:
@@ -395,5 +473,9 @@ def _finish(
     labels = remove_small_objects(labels.astype(np.int32), config.min_size_fraction * median_area)
     if config.fill_holes:
         labels = fill_object_holes(labels)
+    if image is not None:
+        labels = drop_faint_objects(
+            labels, image, config.reference_contrast, config.min_contrast, median_area
+        )
     labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.int32)

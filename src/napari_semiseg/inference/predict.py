@@ -166,7 +166,8 @@ def segment(
 
     Methods that predict instances directly (``segment_instances``) use their
     own path; the others go through tiled probabilities and the seeded
-    watershed of :func:`instances_from_probabilities`.
+    watershed of :func:`instances_from_probabilities` (with the image, for its
+    contrast filter).
 
     Parameters
     ----------
@@ -194,5 +195,5 @@ def segment(
     if custom is not None:
         return (yield from custom(image, median_area, tiling, postprocess))
     probabilities = yield from predict_probabilities(method, image, tiling)
-    instances = instances_from_probabilities(probabilities, median_area, postprocess)
+    instances = instances_from_probabilities(probabilities, median_area, postprocess, image)
     return Segmentation(instances, {"probabilities": probabilities})
