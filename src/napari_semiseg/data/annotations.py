@@ -326,23 +326,26 @@ def object_contrast(
     >>> ids.tolist(), contrast.round(2).tolist()
     ([7], [[1.0]])
     """
-    labels = np.asarray(labels).astype(np.int64, copy=False)
+    labels = np.asarray(labels)
     ids = np.unique(labels)
     ids = ids[ids > 0]
     if ids.size == 0:
         return ids, np.zeros((0, image.shape[0]))
-    distance, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-    owner = labels[iy, ix]
-    ring = (labels == 0) & (distance <= width)
+    outside = labels == 0
+    distance, (iy, ix) = ndi.distance_transform_edt(outside, return_indices=True)
+    ring = outside & (distance <= width)
+    del distance
     if valid is not None:
         ring &= valid
+    owner = labels[iy[ring], ix[ring]]  # nearest object of each surrounding pixel
+    del iy, ix
     size = int(labels.max()) + 1
     inside_n = np.bincount(labels.ravel(), minlength=size)[ids]
-    ring_n = np.bincount(owner[ring], minlength=size)[ids]
+    ring_n = np.bincount(owner, minlength=size)[ids]
     contrast = np.empty((ids.size, image.shape[0]))
-    for c, channel in enumerate(np.asarray(image, dtype=np.float64)):
+    for c, channel in enumerate(image):
         inside = np.bincount(labels.ravel(), channel.ravel(), minlength=size)[ids]
-        around = np.bincount(owner[ring], channel[ring], minlength=size)[ids]
+        around = np.bincount(owner, channel[ring], minlength=size)[ids]
         with np.errstate(invalid="ignore", divide="ignore"):
             contrast[:, c] = inside / inside_n - around / ring_n
     contrast[ring_n < 5] = np.nan
