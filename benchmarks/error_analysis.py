@@ -105,20 +105,22 @@ def analyse(path: Path, changes: dict) -> list[str]:
     model = load_model(path, "cpu")
     if getattr(model.method, "segment_instances", None) is not None:
         return [f"{path.name}: {model.method.name} segments instances itself, skipped"]
+    if "annotated_contrast" not in model.metadata:  # as fewlabels.rescore
+        model.metadata["annotated_contrast"] = fewlabels.training_data(task).annotated_contrast()
     own = model.postprocess(None)
     total: dict[str, int] = {}
     by_ratio: dict[int, dict[str, int]] = {}
     own_masks, variant_masks = [], []
     for image, truth, ignore in zip(task.images, task.truths, task.ignores(), strict=True):
-        probabilities = run(
-            predict_probabilities(model.method, _prepare(model, image, None, None))
-        )
-        mask = instances_from_probabilities(probabilities, model.median_cell_area, own)
+        prepared = _prepare(model, image, None, None)
+        probabilities = run(predict_probabilities(model.method, prepared))
+        area = model.median_cell_area
+        mask = instances_from_probabilities(probabilities, area, own, prepared)
         own_masks.append(mask)
         if changes:
             variant = replace(own, **changes)
             variant_masks.append(
-                instances_from_probabilities(probabilities, model.median_cell_area, variant)
+                instances_from_probabilities(probabilities, area, variant, prepared)
             )
         if dataset in fewlabels.EXCLUDE_BORDER:  # as the benchmark scores these sets
             mask, truth = clear_border(mask), clear_border(truth)
