@@ -36,7 +36,7 @@ from skimage.segmentation import clear_border
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
-from napari_semiseg.api import _prepare, load_model
+from napari_semiseg.api import _prepare
 from napari_semiseg.evaluation import apply_ignore
 from napari_semiseg.inference import run
 from napari_semiseg.inference.postprocess import instances_from_probabilities
@@ -102,11 +102,9 @@ def analyse(path: Path, changes: dict) -> list[str]:
     task = fewlabels.load_task(dataset) if dataset else None
     if task is None:
         return [f"{path.name}: its data set is not in {fewlabels.DATA}, skipped"]
-    model = load_model(path, "cpu")
+    model = fewlabels.load_task_model(task, path)
     if getattr(model.method, "segment_instances", None) is not None:
         return [f"{path.name}: {model.method.name} segments instances itself, skipped"]
-    if "annotated_contrast" not in model.metadata:  # as fewlabels.rescore
-        model.metadata["annotated_contrast"] = fewlabels.training_data(task).annotated_contrast()
     own = model.postprocess(None)
     total: dict[str, int] = {}
     by_ratio: dict[int, dict[str, int]] = {}

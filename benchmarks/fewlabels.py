@@ -49,7 +49,7 @@ from napari_semiseg.api import load_model, make_config, segment_array
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.images import Normalization, prepare_image
 from napari_semiseg.data.regions import find_region, region_annotation
-from napari_semiseg.engine import TrainConfig, train
+from napari_semiseg.engine import LoadedModel, TrainConfig, train
 from napari_semiseg.engine.checkpoint import save_checkpoint
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import run
@@ -146,6 +146,18 @@ def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
     return evaluate(masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER)
 
 
+def load_task_model(task: Task, path: Path) -> LoadedModel:
+    """A saved model of ``task``; files from before the contrast filter get its reference.
+
+    The reference is what the engine now measures when training starts, from the
+    same annotation (:meth:`TrainingData.annotated_contrast`).
+    """
+    model = load_model(path, "cpu")
+    if "annotated_contrast" not in model.metadata:
+        model.metadata["annotated_contrast"] = training_data(task).annotated_contrast()
+    return model
+
+
 def rescore(task: Task, path: Path) -> dict:
     """Scores of a saved model on its task with the current post-processing.
 
@@ -161,11 +173,7 @@ def rescore(task: Task, path: Path) -> dict:
     dict
         The metrics of :func:`score` and ``rescored: True``.
     """
-    model = load_model(path, "cpu")
-    if "annotated_contrast" not in model.metadata:
-        # files saved before the contrast filter: the reference the engine now
-        # measures at the start of training, from the same annotation
-        model.metadata["annotated_contrast"] = training_data(task).annotated_contrast()
+    model = load_task_model(task, path)
     return {
         **score(task, [segment_array(model, image) for image in task.images]),
         "rescored": True,

@@ -27,6 +27,45 @@ if TYPE_CHECKING:  # methods import engine.schedules: import them lazily (no cyc
     from ..methods import Method
 
 FORMAT = "napari-semiseg-model"
+
+
+def postprocess_for(
+    method: Method,
+    core_depth: float,
+    contrast: tuple[float, ...] | list[float] | None,
+    confidence: float | None,
+    config: PostprocessConfig | None = None,
+) -> PostprocessConfig:
+    """The post-processing of a model, while it trains (previews) and once saved.
+
+    Parameters
+    ----------
+    method : Method
+        Its settings that decide post-processing fields apply
+        (:meth:`Method.postprocess_settings`).
+    core_depth : float
+        ``TrainConfig.core_depth`` the model is trained with.
+    contrast : sequence of float, optional
+        The annotated cells' median contrast (reference of the contrast filter).
+    confidence : float, optional
+        Median peak interior probability on the annotated cells
+        (:meth:`PostprocessConfig.for_confidence`).
+    config : PostprocessConfig, optional
+        Base thresholds (default: :class:`PostprocessConfig`).
+
+    Returns
+    -------
+    PostprocessConfig
+    """
+    config = replace(
+        config or PostprocessConfig(),
+        core_depth=core_depth,
+        reference_contrast=tuple(contrast or ()),
+        **method.postprocess_settings(),
+    )
+    return config.for_confidence(confidence)
+
+
 FORMAT_VERSION = 1
 
 
@@ -86,13 +125,13 @@ class LoadedModel:
             (:meth:`Method.postprocess_settings`) apply; the contrast filter
             measures against the annotated cells' contrast saved with the model.
         """
-        config = replace(
-            config or PostprocessConfig(),
-            core_depth=self.train_config.core_depth,
-            reference_contrast=self.annotated_contrast,
-            **self.method.postprocess_settings(),
+        return postprocess_for(
+            self.method,
+            self.train_config.core_depth,
+            self.annotated_contrast,
+            self.annotated_confidence,
+            config,
         )
-        return config.for_confidence(self.annotated_confidence)
 
     @property
     def in_channels(self) -> int:

@@ -24,12 +24,11 @@ from ..data.datasets import TrainingData
 from ..data.sampling import PatchSampler, SamplerConfig
 from ..errors import SemisegInputError
 from ..inference.postprocess import (
-    PostprocessConfig,
     annotated_confidence,
     instances_from_probabilities,
 )
 from ..models.layout import place_network
-from .checkpoint import LoadedModel, save_checkpoint
+from .checkpoint import LoadedModel, postprocess_for, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, resolve_device
 from .events import (
@@ -306,11 +305,9 @@ class _Trainer:
         if pair is not None:
             self.confidence = annotated_confidence([pair[0]], [pair[1]])
         if "instances" not in arrays and "probabilities" in arrays:
-            postprocess = PostprocessConfig(
-                core_depth=self.config.core_depth,
-                reference_contrast=tuple(self.contrast or ()),
-                **self.method.postprocess_settings(),
-            ).for_confidence(self.confidence)
+            postprocess = postprocess_for(
+                self.method, self.config.core_depth, self.contrast, self.confidence
+            )
             image = item.image[(slice(None), *window)]
             same = image.shape[-2:] == arrays["probabilities"].shape[-2:]
             arrays["instances"] = instances_from_probabilities(

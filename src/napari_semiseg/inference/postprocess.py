@@ -349,7 +349,7 @@ def drop_faint_objects(
     [0, 1]
     """
     ref = np.asarray(reference, dtype=np.float64).ravel()
-    length = float(np.linalg.norm(ref)) if ref.size else 0.0
+    length = float(np.linalg.norm(ref))
     if fraction <= 0 or length < MIN_REFERENCE_CONTRAST or ref.size != image.shape[0]:
         return labels
     ids, contrast = object_contrast(image, labels, ring_width(median_area))

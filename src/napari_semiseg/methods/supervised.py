@@ -87,13 +87,8 @@ def depth_weight_field() -> Any:
     return field(default=1.0, metadata=setting(0.0, 10.0, 0.1, "depth term weight"))
 
 
-def depth_prominence_field(default: float | None = None) -> Any:
-    """Dataclass field ``depth_prominence`` (when the depth map splits a seed).
-
-    ``None`` takes the post-processing's default.
-    """
-    if default is None:
-        default = PostprocessConfig.depth_prominence
+def depth_prominence_field(default: float = PostprocessConfig.depth_prominence) -> Any:
+    """Dataclass field ``depth_prominence`` (when the depth map splits a seed)."""
     return field(
         default=default,
         metadata=setting(
