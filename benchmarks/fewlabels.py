@@ -78,8 +78,10 @@ N_CELLS = 10
 #: images by default (``strong_view = "auto"``), and a machine that gave about 1.2x
 #: the steps of the version-2 runs in the same budget (the U-Net code is unchanged);
 #: 4 = the training code of 3 on a machine that gave about 1.2x the steps of the
-#: version-3 runs (EM and brightfield reruns of 2026-12-06).
-CODE = 4
+#: version-3 runs (EM and brightfield reruns of 2026-12-06); 5 = bfloat16 forward
+#: passes on CPUs with bfloat16 units (``TrainConfig.amp``, on by default; about 1.9x
+#: the steps of version 4 on this machine).
+CODE = 5
 #: Version of the post-processing that scored a run (runs without one are 1):
 #: 2 = with the contrast filter (``PostprocessConfig.min_contrast``).
 SCORING = 2

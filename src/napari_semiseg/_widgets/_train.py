@@ -306,7 +306,7 @@ class TrainWidget(QWidget):
             self.sync.handle(event)
         elif isinstance(event, TrainingStarted):
             self.status.setText(
-                f"Training {event.method} on {event.device}: {event.n_parameters:,} parameters, "
+                f"Training {event.method} on {event.where}: {event.n_parameters:,} parameters, "
                 f"{event.data_summary.get('cells', 0)} annotated cells."
             )
         elif isinstance(event, CheckpointSaved):

@@ -47,7 +47,9 @@ class TrainConfig:
     device : {"auto", "cpu", "cuda", "mps"}
         Where to train; auto takes CUDA, then MPS, then CPU.
     amp : bool
-        Mixed precision (CUDA only).
+        Mixed precision: float16 on CUDA, bfloat16 on a CPU with bfloat16
+        hardware (AMX or AVX512-BF16; about twice as many steps in a time
+        budget); False keeps float32 everywhere. Losses are always float32.
     seed : int
         Random seed; runs on the CPU with the same seed and steps are identical.
     known_fraction : float

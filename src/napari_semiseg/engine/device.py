@@ -1,13 +1,13 @@
-"""Device selection and mixed-precision helpers."""
+"""Device selection (the mixed-precision helpers live in :mod:`..models.precision`)."""
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 
 from ..errors import SemisegInputError
+from ..models.precision import autocast, mixed_precision_dtype
+
+__all__ = ["autocast", "mixed_precision_dtype", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -46,21 +46,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise SemisegInputError(f"unknown device {name!r}", "use auto, cpu, cuda or mps")
     return torch.device(name)
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    """Mixed precision (float16) on CUDA when ``enabled``; a no-op elsewhere.
-
-    Parameters
-    ----------
-    device : torch.device
-        Device the forward pass runs on.
-    enabled : bool
-        Whether mixed precision is wanted.
-    """
-    if enabled and device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.float16):
-            yield
-    else:
-        yield

@@ -24,6 +24,13 @@ class TrainingStarted:
     start_step: int
     n_parameters: int
     data_summary: dict[str, Any] = field(default_factory=dict)
+    #: Precision of the forward passes: "float32", "bfloat16" or "float16".
+    precision: str = "float32"
+
+    @property
+    def where(self) -> str:
+        """Device and, when reduced, precision, e.g. ``"cpu (bfloat16)"``."""
+        return self.device if self.precision == "float32" else f"{self.device} ({self.precision})"
 
 
 @dataclass(frozen=True)

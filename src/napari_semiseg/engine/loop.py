@@ -28,9 +28,10 @@ from ..inference.postprocess import (
     instances_from_probabilities,
 )
 from ..models.layout import place_network
+from ..models.precision import autocast, float32_outputs, mixed_precision_dtype
 from .checkpoint import LoadedModel, postprocess_for, save_checkpoint
 from .config import TrainConfig
-from .device import autocast, resolve_device
+from .device import resolve_device
 from .events import (
     CheckpointSaved,
     Event,
@@ -161,7 +162,7 @@ class _Trainer:
             core_depth=core_depth,
         )
         for net in self.method.networks().values():
-            place_network(net, self.device)
+            float32_outputs(place_network(net, self.device))
         self.method.device = self.device
         data.set_weight_map_parameters(config.w0, config.sigma, config.core_depth)
         self.sampler = PatchSampler(
@@ -176,7 +177,10 @@ class _Trainer:
             # a different optimiser layout (another method): keep the fresh optimiser
             with contextlib.suppress(ValueError, KeyError):
                 self.optimizer.load_state_dict(optimizer_state)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        # loss scaling only for float16 (CUDA); bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.precision == torch.float16 and self.device.type == "cuda"
+        )
         self.median_area = data.median_cell_area()
         self.contrast = data.annotated_contrast()
         #: Median peak interior probability on the annotated cells (None: unknown).
@@ -185,7 +189,12 @@ class _Trainer:
 
     @property
     def _amp(self) -> bool:
-        return bool(self.config.amp and self.device.type == "cuda")
+        return self.precision is not None
+
+    @property
+    def precision(self) -> torch.dtype | None:
+        """Reduced precision of the forward passes (None: float32)."""
+        return mixed_precision_dtype(self.device, bool(self.config.amp))
 
     def _check_resume(self, resume: LoadedModel | Method | None) -> None:
         if resume is None:
@@ -370,6 +379,7 @@ def train(
         start_step=trainer.start_step,
         n_parameters=sum(p.numel() for n in method.networks().values() for p in n.parameters()),
         data_summary=data.summary(),
+        precision=str(trainer.precision or torch.float32).removeprefix("torch."),
     )
     history: list[dict[str, float]] = []
     if config.preview_every > 0:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import SemisegInputError
 from ..methods import Method
+from ..models.precision import autocast, float32_outputs
 from ..models.unet import valid_output_size
 from .postprocess import PostprocessConfig, instances_from_probabilities
 from .tiling import TileDone, TilingConfig, predict_tiled
@@ -132,6 +133,8 @@ def predict_probabilities(
     was_training = any(net.training for net in method.networks().values())
     method.eval()
     device = method.device
+    for net in method.networks().values():
+        float32_outputs(net)
 
     def forward(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)
@@ -139,7 +142,9 @@ def predict_probabilities(
         probs = 0.0
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            p = method.output_probabilities(method.predict(xi))
+            with autocast(device, tiling.amp):
+                logits = method.predict(xi)
+            p = method.output_probabilities(logits.float())
             probs = probs + (torch.flip(p, dims) if dims else p)
         probs = probs / len(flips)
         if crop:

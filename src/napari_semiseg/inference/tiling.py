@@ -39,6 +39,11 @@ class TilingConfig:
         Tiles per forward pass.
     flip_tta : bool
         Average over the 4 flips (test-time augmentation; 4x slower).
+    amp : bool
+        Run the network in reduced precision where the device has it (bfloat16
+        on CPUs with bfloat16 hardware, float16 on CUDA; see
+        :func:`~napari_semiseg.models.precision.mixed_precision_dtype`);
+        probabilities are float32 either way.
     """
 
     tile_size: int = 512
@@ -46,6 +51,7 @@ class TilingConfig:
     blend: int = 32
     batch_size: int = 1
     flip_tta: bool = False
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.halo < 0 or self.blend < 0 or self.batch_size < 1:

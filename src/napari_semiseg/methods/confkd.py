@@ -106,7 +106,7 @@ class ConfKD(Method):
     def training_step(self, batch: Batch, step: int) -> StepOutput:
         """Strong CE + Dice on strong regions, weak pCE, ramped KL and entropy on unknowns."""
         x = torch.cat([batch["image"], batch["unlabelled_image"]])
-        strong, weak = self.model.forward_both(x)
+        strong, weak = (t.float() for t in self.model.forward_both(x))  # float32 under autocast
         target = crop_like(torch.cat([batch["target"], batch["unlabelled_target"]]), weak)
         weight = None
         if self.config.use_weight_map:

@@ -338,7 +338,7 @@ class PPNAuxNet(Method):
         logits = self.main.instance_logits(
             out, index, centres, ys, xs, radius, sigma, self.config.prior_strength
         )
-        return logits, ys, xs
+        return logits.float(), ys, xs  # float32 for the losses under autocast
 
     def training_step(self, batch: Batch, step: int) -> StepOutput:
         """Main and auxiliary losses on labelled and unlabelled patches (summed)."""
