@@ -554,8 +554,13 @@ def versus_unet(runs: dict, sets: list[str], methods: list[str], budget: float) 
         return run["ap50"]
 
     for dataset in sets:
-        seeds = sorted(
-            {k.split("|")[2] for k in runs if k.startswith(f"{dataset}|unet|")}, key=int
+        seeds = sorted(  # the U-Net runs of this budget
+            {
+                k.split("|")[2]
+                for k in runs
+                if k.startswith(f"{dataset}|unet|") and k.endswith(f"|{budget:g}")
+            },
+            key=int,
         )
         for method in methods:
             if method in ("unet", "ceiling") or method.startswith("ceiling+"):

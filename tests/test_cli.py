@@ -360,3 +360,16 @@ def test_float32_flag_turns_mixed_precision_off(tmp_path):
         out = tmp_path / f"m{len(flag)}.pt"
         assert main(["train", *common, "--out", str(out), *flag]) == 0
         assert load_checkpoint(out).train_config.amp is expected
+
+
+def test_predict_float32_flag(trained, tmp_path):
+    folders = sample_folders()
+    masks = {}
+    for flag in ([], ["--float32"]):
+        out = tmp_path / f"masks{len(flag)}"
+        args = ["predict", str(trained), "--images", str(folders["images"]), "--out", str(out)]
+        assert main([*args, *flag]) == 0
+        masks[len(flag)] = tifffile.imread(out / "nuclei_a.tif")
+    assert masks[0].shape == masks[1].shape
+    # the same cells either way (bfloat16 rounding moves a few boundary pixels at most)
+    assert np.mean((masks[0] > 0) == (masks[1] > 0)) > 0.98

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -412,6 +413,7 @@ def predict(
     device: str = "auto",
     callback: Callable[[str, int, int], None] | None = None,
     tta: bool = False,
+    float32: bool = False,
 ) -> list[np.ndarray]:
     """Predict instance masks; optionally write one TIFF per image.
 
@@ -438,6 +440,9 @@ def predict(
         Test-time augmentation: average the network's probabilities over the four
         flips of each tile (3-4x slower). Methods that decode instances from
         proposals (``ppn-auxnet``) refuse it.
+    float32 : bool
+        Run the network in float32 even where the device has a faster reduced
+        precision (:attr:`TilingConfig.amp`).
 
     Returns
     -------
@@ -456,6 +461,7 @@ def predict(
     if not isinstance(model, LoadedModel):
         model = load_model(model, device)
     tiling = fit_tiling(tile_size, 2**model.method.model_config.depth, flip_tta=tta)
+    tiling = dataclasses.replace(tiling, amp=not float32)
     if isinstance(images, str | Path):
         files = list_images(images)
         names, sources = [f.stem for f in files], list(files)

@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="average the network over the 4 flips of each tile (3-4x slower; not for ppn-auxnet)",
     )
+    pred.add_argument(
+        "--float32",
+        action="store_true",
+        help="predict in full precision (default: bfloat16 on CPUs with bfloat16 hardware, "
+        "float16 on CUDA; AP50 moved by at most 0.002 in our benchmark)",
+    )
     pred.add_argument("--channel-axis", type=int)
     pred.add_argument("--overwrite", action="store_true")
 
@@ -305,6 +311,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         channel_axis=args.channel_axis,
         callback=report,
         tta=args.tta,
+        float32=args.float32,
     )
     print(f"{len(masks)} mask(s) written to {args.out}")
     return 0

@@ -43,7 +43,9 @@ class TilingConfig:
         Run the network in reduced precision where the device has it (bfloat16
         on CPUs with bfloat16 hardware, float16 on CUDA; see
         :func:`~napari_semiseg.models.precision.mixed_precision_dtype`);
-        probabilities are float32 either way.
+        probabilities are float32 either way. A 4096 x 4096 image took 20-22 s
+        instead of 34-36 s on a CPU with AMX, and AP50 moved by at most 0.002
+        on nine benchmark models. ``ppn-auxnet`` always predicts in float32.
     """
 
     tile_size: int = 512
@@ -51,7 +53,7 @@ class TilingConfig:
     blend: int = 32
     batch_size: int = 1
     flip_tta: bool = False
-    amp: bool = False
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if self.halo < 0 or self.blend < 0 or self.batch_size < 1:

@@ -204,15 +204,8 @@ class MeanTeacherBCP(DepthOutput, Method):
             self._area = area if self._area == 0 else 0.9 * self._area + 0.1 * area
 
     def _pseudo(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher pseudo-labels ``(B, Y, X)`` (255 = none) and confidence for images.
-
-        The teacher runs in float32 even under mixed precision: its labels are
-        the student's targets and come back through the EMA, so rounding in
-        them can feed on itself (docs/benchmarks.md, "bfloat16").
-        """
-        with torch.autocast(x.device.type, enabled=False):
-            logits = self.teacher_ema(x.float())
-        probs = self.output_probabilities(logits)[:, : self.n_classes]
+        """Teacher pseudo-labels ``(B, Y, X)`` (255 = none) and confidence for images."""
+        probs = self.output_probabilities(self.teacher_ema(x))[:, : self.n_classes]
         labels, confidence = confident_pseudo_labels(probs, self.config.confidence_threshold)
         labels = remove_small_regions(labels, self.config.min_area_fraction * self._area)
         return _pad_like(labels, x.shape), confidence
