@@ -1,5 +1,7 @@
 """The public API never writes half-way and never replaces a file without being asked."""
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -167,3 +169,12 @@ def test_run_demo_refuses_any_earlier_output(tmp_path, existing):
         api.run_demo(tmp_path / "demo", steps=1, device="cpu")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in (tmp_path / "demo").rglob("*") if p.is_file()) == [path.name]
+
+
+def test_demo_report_says_device_and_precision(tmp_path):
+    api.run_demo(tmp_path / "demo", steps=2, device="cpu")
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["device"] == "cpu"
+    assert report["precision"] in ("float32", "bfloat16")
+    text = (tmp_path / "demo" / "report.md").read_text()
+    assert f"on cpu in {report['precision']}" in text

@@ -46,6 +46,7 @@ from .io import (
     read_image,
     write_labels,
 )
+from .models.precision import mixed_precision_dtype
 
 PathLike = str | Path
 
@@ -630,6 +631,10 @@ def run_demo(
         "train_seconds": round(result.elapsed, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "device": str(result.model.method.device),
+        "precision": str(
+            mixed_precision_dtype(result.model.method.device, result.model.train_config.amp)
+            or "float32"
+        ).removeprefix("torch."),
         "images": [f.name for f in files],
         "cells_found": [int(m.max()) for m in masks],
         "scores_outside_annotation": {k: round(float(v), 4) for k, v in scores.items()},
@@ -651,7 +656,7 @@ def _report_markdown(report: dict[str, Any]) -> str:
         "",
         (
             f"Method `{report['method']}` trained {report['steps']} steps in "
-            f"{report['train_seconds']} s on {report['device']} "
+            f"{report['train_seconds']} s on {report['device']} in {report['precision']} "
             f"(stopped by {report['stop_reason']})."
         ),
         "Annotation: 10 nuclei in one square of `nuclei_a`; everything else unlabelled.",
