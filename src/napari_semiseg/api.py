@@ -46,7 +46,7 @@ from .io import (
     read_image,
     write_labels,
 )
-from .models.precision import mixed_precision_dtype
+from .models.precision import precision_name
 
 PathLike = str | Path
 
@@ -631,10 +631,7 @@ def run_demo(
         "train_seconds": round(result.elapsed, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "device": str(result.model.method.device),
-        "precision": str(
-            mixed_precision_dtype(result.model.method.device, result.model.train_config.amp)
-            or "float32"
-        ).removeprefix("torch."),
+        "precision": precision_name(result.model.method.device, result.model.train_config.amp),
         "images": [f.name for f in files],
         "cells_found": [int(m.max()) for m in masks],
         "scores_outside_annotation": {k: round(float(v), 4) for k, v in scores.items()},

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # methods import engine.schedules: import them lazily (no cyc
     from ..methods import Method
 
 FORMAT = "napari-semiseg-model"
+FORMAT_VERSION = 1
 
 
 def postprocess_for(
@@ -64,9 +65,6 @@ def postprocess_for(
         **method.postprocess_settings(),
     )
     return config.for_confidence(confidence)
-
-
-FORMAT_VERSION = 1
 
 
 @dataclass

@@ -28,7 +28,7 @@ from ..inference.postprocess import (
     instances_from_probabilities,
 )
 from ..models.layout import place_network
-from ..models.precision import autocast, float32_outputs, mixed_precision_dtype
+from ..models.precision import autocast, mixed_precision_dtype, precision_name
 from .checkpoint import LoadedModel, postprocess_for, save_checkpoint
 from .config import TrainConfig
 from .device import resolve_device
@@ -162,7 +162,7 @@ class _Trainer:
             core_depth=core_depth,
         )
         for net in self.method.networks().values():
-            float32_outputs(place_network(net, self.device))
+            place_network(net, self.device)
         self.method.device = self.device
         data.set_weight_map_parameters(config.w0, config.sigma, config.core_depth)
         self.sampler = PatchSampler(
@@ -379,7 +379,7 @@ def train(
         start_step=trainer.start_step,
         n_parameters=sum(p.numel() for n in method.networks().values() for p in n.parameters()),
         data_summary=data.summary(),
-        precision=str(trainer.precision or torch.float32).removeprefix("torch."),
+        precision=precision_name(trainer.device, bool(config.amp)),
     )
     history: list[dict[str, float]] = []
     if config.preview_every > 0:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import SemisegInputError
 from ..methods import Method
-from ..models.precision import autocast, float32_outputs
+from ..models.precision import autocast
 from ..models.unet import valid_output_size
 from .postprocess import PostprocessConfig, instances_from_probabilities
 from .tiling import TileDone, TilingConfig, predict_tiled
@@ -133,8 +133,6 @@ def predict_probabilities(
     was_training = any(net.training for net in method.networks().values())
     method.eval()
     device = method.device
-    for net in method.networks().values():
-        float32_outputs(net)
 
     def forward(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)

@@ -64,6 +64,17 @@ def mixed_precision_dtype(device: torch.device, enabled: bool) -> torch.dtype | 
     return None
 
 
+def precision_name(device: torch.device, enabled: bool) -> str:
+    """``"float32"``, ``"bfloat16"`` or ``"float16"``: what :func:`autocast` runs in.
+
+    Examples
+    --------
+    >>> precision_name(torch.device("cpu"), False)
+    'float32'
+    """
+    return str(mixed_precision_dtype(device, enabled) or torch.float32).removeprefix("torch.")
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
     """Mixed precision when ``enabled`` (see :func:`mixed_precision_dtype`).
