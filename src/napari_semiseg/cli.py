@@ -39,6 +39,8 @@ class ProgressPrinter:
                 f"{event.data_summary.get('images', 0)} images",
                 file=self.stream,
             )
+            for text in event.advice:
+                print(f"note: {text}", file=self.stream)
         elif isinstance(event, StepFinished):
             now = time.monotonic()
             if now - self.last < (0.2 if self.tty else 5.0) and event.progress < 1.0:

@@ -101,6 +101,34 @@ def test_bcp_pretraining_phase_then_self_training():
     assert method.training_step(_batch(), 2).terms["pseudo"] > 0
 
 
+class _ConstantTeacher(torch.nn.Module):
+    """A teacher that gives every pixel class ``k`` (4 outputs: 3 classes + depth)."""
+
+    updates = 1  # a teacher that has been trained
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 4, *x.shape[-2:])
+        logits[:, self.k] = 10.0
+        return logits
+
+
+@pytest.mark.parametrize("teacher_class", [0, 1, 2])
+def test_bcp_reports_the_share_of_pseudo_labels_that_are_cell_interior(teacher_class):
+    method = _method("mean-teacher", min_area_fraction=0.0)
+    method.teacher_ema = _ConstantTeacher(teacher_class)
+    method.progress = 0.5
+    out = method.training_step(_batch(), 0)
+    assert out.terms["pseudo_cells"] == float(teacher_class == 1)
+    assert (
+        method.batch_previews["mixed_target"][method.batch_previews["mixed_weight"] == 0.5]
+        == teacher_class
+    ).all()
+
+
 def test_bcp_resumed_teacher_skips_pretraining():
     method = _method("mean-teacher", pretrain_fraction=0.5)
     method.after_optimizer_step(0)  # a teacher that has been trained before

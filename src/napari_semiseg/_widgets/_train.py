@@ -34,7 +34,7 @@ from ..methods import METHODS
 from ._forms import form_values, method_form, training_settings
 from ._jobs import training_job
 from ._layers import LayerSync
-from ._messages import notify_error, notify_info
+from ._messages import notify_error, notify_info, notify_warning
 from ._pace import GuiPace
 from ._plot import LossPlot
 from ._reading import snapshot
@@ -309,6 +309,8 @@ class TrainWidget(QWidget):
                 f"Training {event.method} on {event.where}: {event.n_parameters:,} parameters, "
                 f"{event.data_summary.get('cells', 0)} annotated cells."
             )
+            for text in event.advice:
+                notify_warning(f"Note: {text}.")
         elif isinstance(event, CheckpointSaved):
             self.status.setText(f"Saved {event.path}")
         elif isinstance(event, TrainingFinished):

@@ -294,29 +294,98 @@ class TrainingData:
         dict
             ``image_level``, ``background_level``, ``cell_level`` (floats).
         """
-        medians = [float(np.median(im.image[:, ::stride, ::stride].mean(0))) for im in self.images]
+        background, cells = self._known_intensities()
+
+        def median(values: np.ndarray) -> float:
+            return float(np.median(values)) if values.size else float("nan")
+
+        return {
+            "image_level": self._typical_pixel(stride),
+            "background_level": median(background),
+            "cell_level": median(cells),
+        }
+
+    def _typical_pixel(self, stride: int) -> float:
+        """Median over images of each image's median grey value (every ``stride``-th pixel)."""
+        return float(
+            np.median([np.median(im.image[:, ::stride, ::stride].mean(0)) for im in self.images])
+        )
+
+    def _known_intensities(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grey values of the pixels known to be background and of the annotated cells."""
         background, cells = [], []
         for im in self.annotated:
             grey = im.image.mean(0)
             if im.target is not None:
                 background.append(grey[im.target == BACKGROUND])
             cells.append(grey[im.labels > 0])
+        return tuple(np.concatenate(v) if v else np.zeros(0) for v in (background, cells))
 
-        def median(parts: list[np.ndarray]) -> float:
-            values = np.concatenate(parts) if parts else np.zeros(0)
-            return float(np.median(values)) if values.size else float("nan")
+    def unseen_intensity(self, stride: int = 4) -> dict[str, float] | None:
+        """Whether most pixels look like neither the known background nor the cells.
 
-        return {
-            "image_level": float(np.median(medians)),
-            "background_level": median(background),
-            "cell_level": median(cells),
-        }
+        The network learns background from the pixels known to be background
+        and cells from the annotated cells. When the typical pixel of the
+        images (``image_level`` of :meth:`intensity_levels`) lies outside the
+        2-98 % intensity range of both, it has never been shown what most of
+        the images look like, and what it calls them is arbitrary: on the DSB
+        brightfield set the annotated square holds a dense cluster whose
+        background is dark (0.06-0.74 normalised) while the empty background
+        everywhere else is at 0.93; few-label networks call up to 73 % of
+        those pixels cell border, and a mean-teacher run can turn them into
+        cells (``docs/benchmarks.md``).
 
-    def summary(self) -> dict[str, int | float]:
+        Parameters
+        ----------
+        stride : int
+            Subsampling of the images for the typical pixel.
+
+        Returns
+        -------
+        dict or None
+            ``image_level`` and the ranges ``background_low``/``background_high``
+            and ``cell_low``/``cell_high`` when the typical pixel is outside
+            both ranges; None when it is inside one (or nothing is known).
+        """
+        background_values, cell_values = self._known_intensities()
+        if not background_values.size or not cell_values.size:
+            return None
+        level = self._typical_pixel(stride)
+        ranges = {}
+        for name, values in (("background", background_values), ("cell", cell_values)):
+            low, high = np.percentile(values, [2, 98])
+            if low <= level <= high:
+                return None
+            ranges[f"{name}_low"], ranges[f"{name}_high"] = float(low), float(high)
+        return {"image_level": level, **ranges}
+
+    def advice(self) -> list[str]:
+        """What the annotation does not show the network, as sentences for the user.
+
+        Returns
+        -------
+        list of str
+            Empty when nothing is amiss (see :meth:`unseen_intensity`).
+        """
+        unseen = self.unseen_intensity()
+        if unseen is None:
+            return []
+        return [
+            "most pixels of the images (typical intensity {image_level:.2f} after "
+            "normalisation) look like neither the background you marked "
+            "({background_low:.2f} to {background_high:.2f}) nor your cells "
+            "({cell_low:.2f} to {cell_high:.2f}): the network has not been shown them and "
+            "may call them cells. Mark some empty background as known too (annotate a "
+            "region with empty background, or add it to the known-pixel mask)".format(**unseen)
+        ]
+
+    def summary(self) -> dict[str, int | float | bool]:
         """Counts shown to the user: images, annotated images, cells, known pixels.
 
-        Also the median cell area and inradius and the intensity levels of
-        :meth:`intensity_levels`, which methods read in ``on_training_data``.
+        Also the median cell area and inradius, the intensity levels of
+        :meth:`intensity_levels` and ``unseen_typical_pixel``
+        (:meth:`unseen_intensity`), which methods read in ``settings_for_data``
+        and ``on_training_data``.
         """
         known = sum(im.n_known for im in self.images)
         total = sum(im.shape[0] * im.shape[1] for im in self.images)
@@ -333,6 +402,8 @@ class TrainingData:
             "median_cell_area": self.median_cell_area(),
             "median_cell_inradius": self.median_cell_inradius(),
             **self.intensity_levels(),
+            # most pixels look like neither the known background nor the cells
+            "unseen_typical_pixel": self.unseen_intensity() is not None,
         }
 
 

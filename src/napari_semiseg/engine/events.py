@@ -26,6 +26,8 @@ class TrainingStarted:
     data_summary: dict[str, Any] = field(default_factory=dict)
     #: Precision of the forward passes: "float32", "bfloat16" or "float16".
     precision: str = "float32"
+    #: What the annotation does not show the network (``TrainingData.advice``).
+    advice: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:

@@ -147,9 +147,11 @@ class _Trainer:
         elif isinstance(resume, Method):
             self.method = resume
         else:
-            get_method(config.method)  # clear error for unknown names
+            settings = get_method(config.method).settings_for_data(  # clear error if unknown
+                dict(config.method_config), data.summary()
+            )
             self.method = build_method(
-                config.method, config.method_config, config.model, data.in_channels, self.device
+                config.method, settings, config.model, data.in_channels, self.device
             )
         self._check_resume(resume)
         core_depth = config.core_depth if self.method.core_targets else 0.0
@@ -380,6 +382,7 @@ def train(
         n_parameters=sum(p.numel() for n in method.networks().values() for p in n.parameters()),
         data_summary=data.summary(),
         precision=precision_name(trainer.device, bool(config.amp)),
+        advice=tuple(data.advice()),
     )
     history: list[dict[str, float]] = []
     if config.preview_every > 0:

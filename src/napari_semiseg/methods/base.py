@@ -331,6 +331,29 @@ class Method(abc.ABC):
     def after_optimizer_step(self, step: int) -> None:  # noqa: B027 (optional hook)
         """Called after every optimiser step (EMA updates, schedules)."""
 
+    @classmethod
+    def settings_for_data(
+        cls, settings: dict[str, Any], summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Settings to build a new model with, given the training data (default: unchanged).
+
+        Called by the engine before it builds the networks of a new model (not
+        when a model is continued), for settings that change the networks.
+
+        Parameters
+        ----------
+        settings : dict
+            The user's method settings (``TrainConfig.method_config``).
+        summary : dict
+            ``TrainingData.summary()``.
+
+        Returns
+        -------
+        dict
+            The settings to use; they are saved with the model.
+        """
+        return settings
+
     def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Called by the engine once before training with ``TrainingData.summary()``.
 

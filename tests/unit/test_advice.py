@@ -1,0 +1,88 @@
+"""Advice about what an annotation does not show the network (``TrainingData.advice``)."""
+
+import numpy as np
+
+from napari_semiseg.data import TrainingData
+from napari_semiseg.engine import TrainingStarted, train
+from napari_semiseg.inference import run
+
+
+def _brightfield_like(known_includes_empty_background: bool):
+    """Dark cells on a bright empty background; the annotated square is a dense cluster.
+
+    Inside the square the background between the cells is mid-grey (a halo); outside it
+    the image is bright and empty, like most of a brightfield image.
+    """
+    rng = np.random.default_rng(0)
+    image = rng.normal(230, 3, (96, 96))
+    labels = np.zeros((96, 96), np.int32)
+    image[8:40, 8:40] = rng.normal(120, 3, (32, 32))  # halo around the cluster
+    for i, (y, x) in enumerate([(10, 10), (10, 26), (26, 10), (26, 26)], 1):
+        image[y : y + 12, x : x + 12] = rng.normal(30, 3, (12, 12))
+        labels[y : y + 12, x : x + 12] = i
+    known = np.zeros((96, 96), bool)
+    known[8:40, 8:40] = True
+    if known_includes_empty_background:
+        known[8:40, 40:60] = True
+    return TrainingData.from_arrays([image, image[::-1].copy()], [labels, None], [known, None])
+
+
+def test_advice_when_most_pixels_look_like_nothing_annotated():
+    data = _brightfield_like(known_includes_empty_background=False)
+    unseen = data.unseen_intensity()
+    assert unseen is not None
+    assert unseen["image_level"] > unseen["background_high"] > unseen["cell_high"]
+    (text,) = data.advice()
+    assert "look like neither the background you marked" in text
+    assert "Mark some empty background as known" in text
+
+
+def test_no_advice_when_the_known_background_covers_the_typical_pixel():
+    data = _brightfield_like(known_includes_empty_background=True)
+    assert data.unseen_intensity() is None
+    assert data.advice() == []
+
+
+def test_no_advice_for_the_toy_fluorescence_set(toy_data):
+    assert toy_data.unseen_intensity() is None
+    assert toy_data.advice() == []
+
+
+def test_training_start_carries_the_advice(tiny_config):
+    data = _brightfield_like(known_includes_empty_background=False)
+    started = next(train(data, tiny_config.replace(steps=1)))
+    assert isinstance(started, TrainingStarted)
+    assert started.advice == tuple(data.advice()) != ()
+
+
+def test_mean_teacher_leaves_its_depth_head_out_where_most_pixels_are_unseen(
+    tiny_config, toy_data
+):
+    from napari_semiseg.methods.mean_teacher_bcp import MeanTeacherBCP
+
+    unseen = _brightfield_like(known_includes_empty_background=False)
+    assert unseen.summary()["unseen_typical_pixel"] is True
+    assert MeanTeacherBCP.settings_for_data({}, unseen.summary()) == {"depth_head": False}
+    keep = {"depth_head_on_unseen": True}
+    assert MeanTeacherBCP.settings_for_data(keep, unseen.summary()) == keep
+    assert MeanTeacherBCP.settings_for_data({}, toy_data.summary()) == {}
+
+    config = tiny_config.replace(method="mean-teacher", steps=1)
+    result = run(train(unseen, config))
+    assert result.model.method.n_outputs == 3  # the classes only
+    assert result.model.train_config.method_config["depth_head"] is False  # saved so
+    result = run(train(toy_data, config))
+    assert result.model.method.n_outputs == 4  # the classes and the depth
+
+
+def test_the_command_line_prints_the_advice_as_notes():
+    import io
+
+    from napari_semiseg.cli import ProgressPrinter
+
+    stream = io.StringIO()
+    started = TrainingStarted("unet", "cpu", 10, None, 0, 1000, {}, advice=("mark X", "mark Y"))
+    ProgressPrinter(stream)(started)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("training unet on cpu")
+    assert lines[1:] == ["note: mark X", "note: mark Y"]
