@@ -367,3 +367,13 @@ def test_core_depth_setting_goes_to_a_new_model_and_a_continued_model_keeps_its_
     assert any("own cell core depth 0.5" in note for note in notes())
     train._on_scratch_clicked()
     assert widget.session.model.train_config.core_depth == 0.0
+
+
+def test_training_start_advice_becomes_a_warning(viewer, make_widget, notes):
+    from napari_semiseg.engine import TrainingStarted
+
+    widget = make_widget(viewer)
+    started = TrainingStarted("unet", "cpu", 10, None, 0, 1000, {"cells": 3}, advice=("mark X",))
+    widget.train._on_worker_yielded(started)
+    assert notes() == ["Note: mark X."]
+    assert "Training unet on cpu" in widget.train.status.text()
