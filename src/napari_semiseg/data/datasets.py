@@ -330,7 +330,7 @@ class TrainingData:
         2-98 % intensity range of both, it has never been shown what most of
         the images look like, and what it calls them is arbitrary: on the DSB
         brightfield set the annotated square holds a dense cluster whose
-        background is dark (0.06-0.74 normalised) while the empty background
+        background is dark (0.02-0.79 normalised, 2-98 %) while the empty background
         everywhere else is at 0.93; few-label networks call up to 73 % of
         those pixels cell border, and a mean-teacher run can turn them into
         cells (``docs/benchmarks.md``).

@@ -150,7 +150,8 @@ class MeanTeacherConfig(MethodConfig):
         default=True, metadata={"help": "predict with the EMA teacher (else the student)"}
     )
     # on by default, never splitting: at or above plain mean teacher on every set
-    # of benchmarks/fewlabels.py (docs/benchmarks.md)
+    # of benchmarks/fewlabels.py (docs/benchmarks.md), except where most pixels look
+    # like nothing annotated (brightfield), where settings_for_data leaves it out
     depth_head: bool = depth_head_field(True)
     depth_head_on_unseen: bool = field(
         default=False,
