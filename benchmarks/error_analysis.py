@@ -91,14 +91,9 @@ def classify_misses(prediction: np.ndarray, truth: np.ndarray) -> dict[str, int]
     return counts
 
 
-def _dataset_of(path: Path) -> str | None:
-    names = sorted(fewlabels.SETS, key=len, reverse=True)
-    return next((name for name in names if path.name.startswith(name + "_")), None)
-
-
 def analyse(path: Path, changes: dict) -> list[str]:
     """Report lines for one model file (empty when it cannot be analysed)."""
-    dataset = _dataset_of(path)
+    dataset = fewlabels.dataset_of(path)
     task = fewlabels.load_task(dataset) if dataset else None
     if task is None:
         return [f"{path.name}: its data set is not in {fewlabels.DATA}, skipped"]

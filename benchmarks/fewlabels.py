@@ -123,6 +123,15 @@ def load_task(name: str, limit: int | None = None) -> Task | None:
     )
 
 
+def dataset_of(path: Path) -> str | None:
+    """The data set a model file written by ``--save-models`` belongs to (None: unknown).
+
+    Its name starts with the set's name (the longest matching name wins).
+    """
+    names = sorted(SETS, key=len, reverse=True)
+    return next((name for name in names if path.name.startswith(name + "_")), None)
+
+
 def training_data(
     task: Task, full: bool = False, norm: Normalization | None = None
 ) -> TrainingData:

@@ -24,14 +24,6 @@ from napari_semiseg.api import segment_array
 from napari_semiseg.inference import TilingConfig
 
 
-def task_name(path: Path) -> str:
-    """The data set a saved model belongs to (its file name starts with it)."""
-    for name in sorted((p.name for p in fewlabels.DATA.iterdir()), key=len, reverse=True):
-        if path.name.startswith(name + "_"):
-            return name
-    raise SystemExit(f"{path.name}: no data set of {fewlabels.DATA} matches the file name")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="model files (--save-models)")
@@ -43,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for path in args.models:
-        task = fewlabels.load_task(task_name(path))
+        name = fewlabels.dataset_of(path)
+        task = fewlabels.load_task(name) if name else None
+        if task is None:
+            raise SystemExit(f"{path.name}: no data set of {fewlabels.DATA} matches the file name")
         model = fewlabels.load_task_model(task, path)
         scores, seconds = {}, {}
         for amp in (False, True):

@@ -123,3 +123,13 @@ def test_a_worker_writes_back_only_its_own_runs(fewlabels, tmp_path):
     assert stale["runs"]["b"] == 2  # and the worker's copy is refreshed
     fewlabels.save_cache({"runs": {"b": 1}, "speed": None}, path)  # no fresh set: caller wins
     assert fewlabels.load_cache(path, None)["runs"] == {"a": 1, "b": 1, "c": 3}
+
+
+def test_model_files_are_matched_to_their_data_set(fewlabels):
+    name = "dsb2018_fluo_nuclei_mean-teacher_nodepth-bf16_2_180.pt"
+    assert fewlabels.dataset_of(Path(name)) == "dsb2018_fluo_nuclei"
+    assert fewlabels.dataset_of(Path("/m/isbi2012_em_membrane_unet_0_180.pt")) == (
+        "isbi2012_em_membrane"
+    )
+    assert fewlabels.dataset_of(Path("dsb2018_fluo_nucleiX_unet_0_180.pt")) is None
+    assert fewlabels.dataset_of(Path("model.pt")) is None

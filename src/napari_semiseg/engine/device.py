@@ -1,13 +1,10 @@
-"""Device selection (the mixed-precision helpers live in :mod:`..models.precision`)."""
+"""Device selection (mixed precision: :mod:`napari_semiseg.models.precision`)."""
 
 from __future__ import annotations
 
 import torch
 
 from ..errors import SemisegInputError
-from ..models.precision import autocast, mixed_precision_dtype
-
-__all__ = ["autocast", "mixed_precision_dtype", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -135,6 +135,8 @@ class _Trainer:
         from ..methods import Method, build_method, get_method
 
         self.data, self.config = data, config
+        #: ``data.summary()``, computed once (the data do not change while training).
+        self.summary = data.summary()
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
@@ -148,7 +150,7 @@ class _Trainer:
             self.method = resume
         else:
             settings = get_method(config.method).settings_for_data(  # clear error if unknown
-                dict(config.method_config), data.summary()
+                dict(config.method_config), self.summary
             )
             self.method = build_method(
                 config.method, settings, config.model, data.in_channels, self.device
@@ -180,14 +182,12 @@ class _Trainer:
             with contextlib.suppress(ValueError, KeyError):
                 self.optimizer.load_state_dict(optimizer_state)
         # loss scaling only for float16 (CUDA); bfloat16 has float32's range
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.precision == torch.float16 and self.device.type == "cuda"
-        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
         self.median_area = data.median_cell_area()
         self.contrast = data.annotated_contrast()
         #: Median peak interior probability on the annotated cells (None: unknown).
         self.confidence: float | None = None
-        self.method.on_training_data(data.summary())
+        self.method.on_training_data(self.summary)
 
     @property
     def _amp(self) -> bool:
@@ -221,7 +221,7 @@ class _Trainer:
             "annotated_confidence": self.confidence,
             "annotated_contrast": self.contrast,
             "steps": steps,
-            "data_summary": self.data.summary(),
+            "data_summary": self.summary,
             "image_names": [im.name for im in self.data.images][:1000],
         }
 
@@ -380,7 +380,7 @@ def train(
         time_budget=config.time_budget,
         start_step=trainer.start_step,
         n_parameters=sum(p.numel() for n in method.networks().values() for p in n.parameters()),
-        data_summary=data.summary(),
+        data_summary=trainer.summary,
         precision=precision_name(trainer.device, bool(config.amp)),
         advice=tuple(data.advice()),
     )
