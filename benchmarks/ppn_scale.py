@@ -29,9 +29,9 @@ import fewlabels
 from napari_semiseg.api import load_model, segment_array
 from napari_semiseg.data.annotations import cell_inradii
 from napari_semiseg.data.images import prepare_image
-from napari_semiseg.inference.scale import inscribed_radius
+from napari_semiseg.inference.scale import agreed_foreground, inscribed_radius
 
-SOURCES = ("dense", "aux", "max", "min")
+SOURCES = ("dense", "aux", "max", "min", "agreed")
 LEVELS = (0.5, 0.8)
 
 
@@ -87,9 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         true_radius = float(np.median(cell_inradii(truth))) if truth.max() else 0.0
         if true_radius <= 0:
             continue
-        maps = foreground_maps(method, prepare_image(image, norm=model.normalization))
+        prepared = prepare_image(image, norm=model.normalization)
+        maps = foreground_maps(method, prepared)
         for source, level in ratios:
-            estimate = inscribed_radius(maps[source] > level)
+            if source == "agreed":  # what image_scale uses
+                foreground = agreed_foreground(prepared, maps["dense"], maps["aux"], level)
+            else:
+                foreground = maps[source] > level
+            estimate = inscribed_radius(foreground)
             ratios[source, level].append(max(estimate, 1e-3) / true_radius)
     print(f"{args.set_name}: {len(task.images)} images; reference radius {reference:.2f} px\n")
     print("| foreground | threshold | median estimate / truth | within x1.5 | within x2 |")

@@ -175,9 +175,9 @@ def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     off.main.cell_inradius.fill_(1.0)  # a tiny reference would ask for a large factor
 
     def confident(x, out=None):  # both maps confident everywhere: one huge piece
-        return np.full((x.shape[0], *x.shape[-2:]), 0.9, np.float32)
+        return np.full((x.shape[0], 2, *x.shape[-2:]), 0.9, np.float32)
 
-    monkeypatch.setattr(off, "_foreground", confident)
+    monkeypatch.setattr(off, "_foreground_maps", confident)
     assert run(off.image_scale(image)) > 1.0
     assert run(segment(off, image, 50.0, tiling)).instances.shape == image.shape[1:]
 
@@ -229,3 +229,28 @@ def test_proposals_without_foreground_support_are_dropped(monkeypatch, min_suppo
     assert len(proposals.centres) == kept
     np.testing.assert_array_equal(proposals.centres[0], [20.0, 20.0])
     assert len(seen[0]) == kept  # masks are made only for the kept proposals
+
+
+def test_faint_objects_are_dropped_like_the_other_methods(monkeypatch):
+    # the contrast filter of PostprocessConfig applies to the proposals' masks too
+    from napari_semiseg.inference import PostprocessConfig
+    from napari_semiseg.methods import ppn_auxnet
+
+    image = np.zeros((1, 64, 64), np.float32)
+    image[0, 8:20, 8:20] = 0.8  # a cell
+    image[0, 40:52, 40:52] = 0.02  # a blob that barely stands out
+    labels = np.zeros((64, 64), np.int32)
+    labels[8:20, 8:20], labels[40:52, 40:52] = 1, 2
+
+    def proposals_masks(*args, **kwargs):
+        yield from ()
+        return labels.copy(), (labels > 0).astype(np.float32)
+
+    monkeypatch.setattr(ppn_auxnet, "segment_from_proposals", proposals_masks)
+    method = _method(rescale=False)
+    kept = PostprocessConfig(reference_contrast=(0.8,), min_contrast=0.1)
+    result = run(segment(method, image, 144.0, postprocess=kept)).instances
+    assert np.unique(result).tolist() == [0, 1]
+    assert (result[8:20, 8:20] == 1).all()
+    off = PostprocessConfig(reference_contrast=(0.8,), min_contrast=0.0)
+    assert np.unique(run(segment(method, image, 144.0, postprocess=off)).instances).size == 3

@@ -6,6 +6,7 @@ import pytest
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.annotations import cell_inradii
 from napari_semiseg.inference.scale import (
+    agreed_foreground,
     inscribed_radius,
     resize_image,
     resize_labels,
@@ -83,3 +84,49 @@ def test_training_data_reports_the_inscribed_radius():
     data = TrainingData.from_arrays([np.random.default_rng(0).random((96, 96))], [labels], [None])
     summary = data.summary()
     assert summary["median_cell_inradius"] == pytest.approx(8, abs=1.0)
+
+
+def _dim_background_and_large_cells():
+    """Image with bright disks of radius 12 on a dim background, and the true foreground."""
+    labels = _disks((120, 160), [(40, 40), (40, 110), (90, 75)], 12)
+    image = np.where(labels > 0, 0.9, 0.1)[None].astype(np.float32)
+    image[0, :, :20] = 0.25  # a dimmer stripe of background
+    return image, labels > 0
+
+
+def test_agreed_foreground_drops_a_flood_and_keeps_missed_rims():
+    image, truth = _dim_background_and_large_cells()
+    cores = _disks(truth.shape, [(40, 40), (40, 110), (90, 75)], 6) > 0
+    good = truth.astype(np.float32)
+    missing_rims = cores.astype(np.float32)  # calls only the cores (estimate too small)
+    flooding = np.maximum(good, 0.9 * (image[0] > 0.2))  # also calls the dim stripe
+    # one map floods, the other misses rims: the image settles both disputes
+    settled = agreed_foreground(image, flooding, missing_rims)
+    assert (settled == truth).all()
+    assert inscribed_radius(settled) == pytest.approx(12, abs=1.0)
+    # neither rule of a single map would do: the minimum is too small, the maximum floods
+    assert inscribed_radius(np.minimum(flooding, missing_rims) > 0.8) == pytest.approx(6, abs=1)
+    assert (np.maximum(flooding, missing_rims) > 0.8).sum() > truth.sum() + 1000
+
+
+def test_agreed_foreground_multichannel_and_without_agreement():
+    image, truth = _dim_background_and_large_cells()
+    rgb = np.concatenate([image, 1 - image, image])  # cells bright in two channels, dark in one
+    flooding = truth | (image[0] > 0.2)
+    assert (agreed_foreground(rgb, truth.astype(float), flooding.astype(float)) == truth).all()
+    bright_only = _disks(truth.shape, [(40, 40), (40, 110), (90, 75)], 6) > 0
+    settled = agreed_foreground(rgb, bright_only.astype(float), truth.astype(float))
+    assert (settled == truth).all()
+    # no pixel both call foreground: nothing to compare with, nothing called foreground
+    assert not agreed_foreground(image, truth.astype(float), np.zeros_like(truth, float)).any()
+
+
+def test_agreed_foreground_keeps_the_common_part_when_sizes_agree():
+    image, truth = _dim_background_and_large_cells()
+    slightly_smaller = _disks(truth.shape, [(40, 40), (40, 110), (90, 75)], 11) > 0
+    # radii 12 and 11 are within the dead zone: the pixels both call foreground
+    settled = agreed_foreground(image, truth.astype(float), slightly_smaller.astype(float))
+    assert (settled == slightly_smaller).all()
+    # with no tolerance the rims go back to the cells they look like
+    strict = agreed_foreground(image, truth.astype(float), slightly_smaller, tolerance=1.0)
+    assert (strict == truth).all()

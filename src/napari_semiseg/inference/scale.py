@@ -6,7 +6,8 @@ sources whose nuclei differ 20-fold in area, so each image is resized until its
 cells look like the annotated ones, segmented, and the masks resized back
 (Cellpose does the same with its diameter).
 
-The cell size of an image is measured on a confident foreground map as the
+The cell size of an image is measured on a confident foreground map
+(:func:`agreed_foreground` where a model gives two) as the
 *inscribed radius*: for every connected foreground piece, the largest distance
 from a pixel to the background; the median over pieces, weighted by their
 area. Touching cells that merge into one piece keep the radius of one cell,
@@ -63,6 +64,68 @@ def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
     order = np.argsort(radii)
     cumulative = np.cumsum(areas[order])
     return float(radii[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def agreed_foreground(
+    image: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    level: float = FOREGROUND_LEVEL,
+    tolerance: float = DEAD_ZONE,
+) -> np.ndarray:
+    """Confident foreground of two probability maps, disputes settled by the image.
+
+    Where both maps exceed ``level`` a pixel is foreground, where neither does
+    it is background. When the two maps give cell sizes (inscribed radii)
+    within ``tolerance`` of each other, that agreed foreground is returned.
+    Otherwise each pixel only one map calls foreground joins the class whose
+    agreed pixels it looks like (the nearer of the two mean intensities over
+    the channels). Either map alone can fail in its own way after a short
+    run: one misses the dim rims of large cells (its estimate too small), the
+    other floods a dim background (its estimate too large); the intensity
+    tells those two apart. Without agreed pixels of both classes the agreed
+    foreground alone is returned.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(C, Y, X)`` normalised image.
+    first, second : numpy.ndarray
+        ``(Y, X)`` foreground probabilities.
+    level : float
+        Probability above which a map calls a pixel foreground.
+    tolerance : float
+        Ratio of the two maps' radii up to which they count as agreeing
+        (the dead zone of :func:`scale_factor`: a smaller disagreement would
+        not change the factor).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` bool.
+
+    Examples
+    --------
+    >>> image = np.array([[[0.0, 0.1, 0.9, 1.0]]])
+    >>> first = np.array([[0.0, 0.9, 0.9, 0.9]])   # floods the dim pixel 1
+    >>> second = np.array([[0.0, 0.0, 0.9, 0.0]])  # misses the bright pixel 3
+    >>> agreed_foreground(image, first, second, tolerance=1.0)
+    array([[False, False,  True,  True]])
+    """
+    a, b = np.asarray(first) > level, np.asarray(second) > level
+    foreground, background, disputed = a & b, ~a & ~b, a ^ b
+    if not (foreground.any() and background.any() and disputed.any()):
+        return foreground
+    r_a, r_b = inscribed_radius(a), inscribed_radius(b)
+    if min(r_a, r_b) > 0 and max(r_a, r_b) <= tolerance * min(r_a, r_b):
+        return foreground
+    image = np.asarray(image, dtype=np.float32)
+    fg_mean = image[:, foreground].mean(axis=1)[:, None]
+    bg_mean = image[:, background].mean(axis=1)[:, None]
+    pixels = image[:, disputed]
+    closer = ((pixels - fg_mean) ** 2).sum(axis=0) < ((pixels - bg_mean) ** 2).sum(axis=0)
+    foreground[disputed] = closer
+    return foreground
 
 
 def scale_factor(
@@ -155,6 +218,7 @@ __all__ = [
     "DEAD_ZONE",
     "FOREGROUND_LEVEL",
     "LIMITS",
+    "agreed_foreground",
     "inscribed_radius",
     "resize_image",
     "resize_labels",

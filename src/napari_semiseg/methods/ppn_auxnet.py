@@ -33,6 +33,7 @@ from torch import nn
 
 from ..data.annotations import BORDER, IGNORE, INTERIOR
 from ..errors import SemisegInputError
+from ..inference.postprocess import drop_faint_objects
 from ..inference.ppn_instances import TileProposals, segment_from_proposals
 from ..inference.proposals import (
     Proposals,
@@ -43,6 +44,7 @@ from ..inference.proposals import (
 from ..inference.proposals import window_radius as _window_radius
 from ..inference.scale import (
     FOREGROUND_LEVEL,
+    agreed_foreground,
     inscribed_radius,
     resize_image,
     resize_labels,
@@ -238,7 +240,7 @@ class PPNAuxNet(Method):
         """Measure the reference radius on the annotated cells with the trained model.
 
         The size of an image's cells is measured on thresholded foreground
-        maps (:meth:`image_scale`), which sit inside the true outlines by an
+        maps (:meth:`image_scale`, same rule), which sit inside the true outlines by an
         amount that depends on the model (measured on the maximum of the two
         maps: 0.82 of the true radius on CTC nuclei after 76 steps, 0.67 on
         the synthetic test cells). The same
@@ -257,13 +259,25 @@ class PPNAuxNet(Method):
             y1 = min(rows.max() + 1 + margin, item.known.shape[0])
             x1 = min(cols.max() + 1 + margin, item.known.shape[1])
             window = np.ascontiguousarray(item.image[:, y0:y1, x0:x1])
-            foreground = self._foreground(torch.from_numpy(window[None]).to(self.device))
-            confident = (foreground[0] > FOREGROUND_LEVEL) & item.known[y0:y1, x0:x1]
+            maps = self._foreground_maps(torch.from_numpy(window[None]).to(self.device))[0]
+            confident = agreed_foreground(window, maps[0], maps[1]) & item.known[y0:y1, x0:x1]
             radius = inscribed_radius(confident)
             if radius > 0:
                 radii.append(radius)
         if radii:
             self.main.cell_inradius.fill_(float(np.median(radii)))
+
+    def _foreground_maps(self, x: torch.Tensor, out: PPNOutput | None = None) -> np.ndarray:
+        """Foreground probabilities of the dense head and of the aux net, ``(B, 2, Y, X)``.
+
+        ``out``: the main model's outputs for ``x`` when already computed.
+        """
+        h, w = x.shape[-2:]
+        with torch.no_grad():
+            out = self.main(x) if out is None else out
+            dense = out.dense[:, :h, :w].float()
+            aux = self.aux(x)[:, 0].float()
+        return torch.sigmoid(torch.stack([dense, aux], dim=1)).cpu().numpy()
 
     def _foreground(self, x: torch.Tensor, out: PPNOutput | None = None) -> np.ndarray:
         """Foreground both the dense head and the aux net agree on, ``(B, Y, X)``.
@@ -273,12 +287,7 @@ class PPNAuxNet(Method):
         put the size estimate of 75 % of the images off by more than x1.5).
         ``out``: the main model's outputs for ``x`` when already computed.
         """
-        h, w = x.shape[-2:]
-        with torch.no_grad():
-            out = self.main(x) if out is None else out
-            dense = out.dense[:, :h, :w].float()
-            aux = self.aux(x)[:, 0].float()
-        return torch.sigmoid(torch.minimum(dense, aux)).cpu().numpy()
+        return self._foreground_maps(x, out).min(axis=1)
 
     @torch.no_grad()
     def _update_area(self, areas: torch.Tensor) -> None:
@@ -698,20 +707,28 @@ class PPNAuxNet(Method):
             )  # fmt: skip
         finally:
             self.train(was_training)
+        # the contrast filter of the other methods (PostprocessConfig.min_contrast)
+        instances = drop_faint_objects(
+            instances, work, postprocess.reference_contrast, postprocess.min_contrast, median_area
+        )
         if factor != 1.0:
             shape = image.shape[1:]
-            instances = relabel_sequential(resize_labels(instances, shape))[0].astype(np.int32)
+            instances = resize_labels(instances, shape)
             foreground = resize_image(foreground[None], shape)[0]
+        instances = relabel_sequential(instances)[0].astype(np.int32)
         return Segmentation(instances, {"foreground": foreground})
 
     def image_scale(self, image: np.ndarray, tiling=None) -> Generator[TileDone, None, float]:
         """How many times larger the cells of ``image`` are than the annotated ones.
 
-        The foreground that the main model's dense head (deep supervision of
-        the backbone) and the auxiliary net agree on (both semantic, so blind
-        to the size prior; :meth:`_foreground`) is thresholded at
-        ``FOREGROUND_LEVEL``; its inscribed radius (:mod:`..inference.scale`)
-        is compared with the same measure on the annotated images
+        The foreground maps of the main model's dense head (deep supervision
+        of the backbone) and of the auxiliary net (both semantic, so blind to
+        the size prior) are thresholded at ``FOREGROUND_LEVEL``; pixels only
+        one of them calls foreground go to whichever agreed class they look
+        like (:func:`..inference.scale.agreed_foreground`: after a short run
+        one map may miss the rims of large cells, or the other flood a dim
+        background). The inscribed radius of that foreground is compared
+        with the same measure on the annotated images
         (:meth:`on_training_end`; the annotations' own radius until then).
         When the two agree nowhere, nothing is resized; nor for model files
         saved before the reference radius existed, or images with too little
@@ -740,13 +757,11 @@ class PPNAuxNet(Method):
         device = self.device
 
         def forward(batch: np.ndarray) -> np.ndarray:
-            return self._foreground(torch.from_numpy(batch).to(device))[:, None]
+            return self._foreground_maps(torch.from_numpy(batch).to(device))
 
-        probability = yield from predict_tiled(
-            forward, image, 1, tiling, multiple=self.main.multiple
-        )
+        maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
         radius = inscribed_radius(
-            probability[0] > FOREGROUND_LEVEL, min_area=2.0 * math.pi * reference**2
+            agreed_foreground(image, maps[0], maps[1]), min_area=2.0 * math.pi * reference**2
         )
         return scale_factor(radius, reference)
 
