@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -169,7 +170,7 @@ def load_task_model(task: Task, path: Path) -> LoadedModel:
     return model
 
 
-def rescore(task: Task, path: Path) -> dict:
+def rescore(task: Task, path: Path, overrides: dict[str, Any] | None = None) -> dict:
     """Scores of a saved model on its task with the current post-processing.
 
     Parameters
@@ -178,17 +179,26 @@ def rescore(task: Task, path: Path) -> dict:
         The few-label task the model was trained on.
     path : pathlib.Path
         Model file written by ``--save-models``.
+    overrides : dict, optional
+        Method settings that act at prediction only (e.g. a new default the
+        file predates), applied to the loaded method's config.
 
     Returns
     -------
     dict
-        The metrics of :func:`score` and ``rescored: True``.
+        The metrics of :func:`score`, ``rescored: True`` and the overrides
+        (``predict_settings``) when given.
     """
     model = load_task_model(task, path)
+    extra = {}
+    if overrides:
+        model.method.config = dataclasses.replace(model.method.config, **overrides)
+        extra["predict_settings"] = dict(overrides)
     return {
         **score(task, [segment_array(model, image) for image in task.images]),
         "rescored": True,
         "scoring": SCORING,
+        **extra,
     }
 
 
@@ -651,11 +661,19 @@ def main(argv: list[str] | None = None) -> int:
         help="score cached runs again from their model files in --save-models DIR with the "
         "current post-processing (training figures are kept; nothing is trained)",
     )
+    parser.add_argument(
+        "--predict-set", action="append", default=[], metavar="KEY=VALUE",
+        help="with --rescore: a method setting that acts at prediction only, applied to "
+        "the loaded models (e.g. a new default the files predate); stored with the scores",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.rescore and not args.save_models:
         parser.error("--rescore reads the model files: give --save-models DIR")
+    if args.predict_set and not args.rescore:
+        parser.error("--predict-set applies to saved models: use it with --rescore")
     try:
         settings = parse_settings(args.set)
+        overrides = parse_settings(args.predict_set)
     except ValueError as error:
         parser.error(str(error))
     if bool(settings) != bool(args.variant):
@@ -697,7 +715,9 @@ def main(argv: list[str] | None = None) -> int:
                     k = key(dataset, label, seed, 0 if method == "rf" else args.budget)
                     if args.rescore:
                         if k in cache["runs"] and model_path(args.save_models, k).exists():
-                            cache["runs"][k].update(rescore(task, model_path(args.save_models, k)))
+                            cache["runs"][k].update(
+                                rescore(task, model_path(args.save_models, k), overrides)
+                            )
                             fresh.add(k)
                             save_cache(cache, args.cache, fresh)
                             ap50 = cache["runs"][k]["ap50"]

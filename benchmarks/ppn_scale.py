@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="with --ap: also score with these method settings (e.g. fill_gaps=true)",
     )  # fmt: skip
+    parser.add_argument(
+        "--only-set", action="store_true", help="with --ap and --set: score only that variant"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     task = fewlabels.load_task(args.set_name, args.limit)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | --- | --- | --- | --- | --- |")
         base = method.config
         variants = [("off", {"rescale": False}), ("on", {"rescale": True})]
+        if args.only_set:
+            variants = []
         if args.set:
             settings = fewlabels.parse_settings(args.set)
             label = "on, " + ", ".join(f"{k}={v}" for k, v in settings.items())

@@ -76,6 +76,23 @@ def test_a_run_can_keep_its_model(fewlabels, tmp_path):
     result = fewlabels.run_method(task, "unet", 0, 1.0, save_to=path)
     assert result["steps"] >= 1
     assert load_model(path, "cpu").method.name == "unet"
+    # scored again with a prediction-time setting the file predates, recorded with the scores
+    seen = []
+    segment = fewlabels.segment_array
+
+    def spy(model, image):
+        seen.append(model.method.config.depth_prominence)
+        return segment(model, image)
+
+    fewlabels.segment_array = spy
+    try:
+        again = fewlabels.rescore(task, path, {"depth_prominence": 0.7})
+    finally:
+        fewlabels.segment_array = segment
+    assert seen == [0.7]
+    assert again["rescored"] and again["predict_settings"] == {"depth_prominence": 0.7}
+    assert 0.0 <= again["ap50"] <= 1.0
+    assert "predict_settings" not in fewlabels.rescore(task, path)
 
 
 def test_only_runs_of_the_unet_code_version_are_paired(fewlabels):

@@ -149,7 +149,7 @@ class PPNAuxConfig(MethodConfig):
         },
     )
     min_support: float = field(
-        default=0.5,
+        default=0.0,
         metadata=setting(
             0.0, 1.0, 0.05,
             "drop proposals whose centre has a lower foreground probability on which the "
