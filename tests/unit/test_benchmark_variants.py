@@ -90,7 +90,8 @@ def test_a_run_can_keep_its_model(fewlabels, tmp_path):
     finally:
         fewlabels.segment_array = segment
     assert seen == [0.7]
-    assert again["rescored"] and again["predict_settings"] == {"depth_prominence": 0.7}
+    assert again["rescored"]
+    assert again["predict_settings"] == {"depth_prominence": 0.7}
     assert 0.0 <= again["ap50"] <= 1.0
     assert "predict_settings" not in fewlabels.rescore(task, path)
 
