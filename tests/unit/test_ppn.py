@@ -314,3 +314,30 @@ def test_assemble_instances_and_fragments():
     assert np.isneginf(best[0, 3])
     kept = keep_largest_fragment(np.array([[1, 0, 1, 1], [2, 2, 0, 0]]))
     assert kept.tolist() == [[0, 0, 1, 1], [2, 2, 0, 0]]
+
+
+@pytest.mark.parametrize(("reach", "found"), [(0.0, False), (2.0, False), (4.0, True)])
+def test_a_cell_cut_by_the_image_border_keeps_its_proposal(reach, found):
+    # its centre lies 3 px above the image; only its lower rim is inside
+    radius, halo = 8, 20
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    window = np.where(yy**2 + xx**2 <= 36, 5.0, -5.0).astype(np.float32)[None]
+
+    def propose(tile: np.ndarray) -> TileProposals:  # tile coordinates = image + halo
+        return TileProposals(np.array([[halo - 3.0, halo + 50.0]]), np.array([0.9]), window)
+
+    image = np.zeros((1, 64, 100), np.float32)
+    generator = segment_from_proposals(
+        propose, image, radius, 4, TilingConfig(256, halo, 0), border_reach=reach
+    )
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(generator)
+    labels, _ = stop.value.value
+    assert (labels.max() == 1) == found
+    if found:  # the part of the disk inside the image: rows 0-3 around column 50
+        rows, cols = np.nonzero(labels)
+        assert rows.min() == 0
+        assert rows.max() == 3
+        assert cols.min() == 50 - 5
+        assert cols.max() == 50 + 5

@@ -177,6 +177,7 @@ def segment_from_proposals(
     threshold: float = 0.0,
     min_area: float = 0.0,
     fill_holes: bool = True,
+    border_reach: float = 0.0,
 ) -> Generator[TileDone, None, tuple[np.ndarray, np.ndarray]]:
     """Instance masks of a whole image from a tile-wise proposal model.
 
@@ -201,6 +202,11 @@ def segment_from_proposals(
         Instances smaller than this are removed.
     fill_holes : bool
         Fill holes inside instances.
+    border_reach : float
+        Proposals whose centre lies up to this many pixels outside the image
+        are kept (owned by the tile of the nearest image pixel): a cell cut
+        by the image border, mirrored by the padding, has its centre on the
+        border line or just beyond it, and its mask inside.
 
     Yields
     ------
@@ -226,10 +232,11 @@ def segment_from_proposals(
         found = propose(np.ascontiguousarray(source[:, y : y + tile[0], x : x + tile[1]]))
         shifted = found.centres + np.array([y - halo, x - halo], dtype=np.float64)
         pixel = np.round(shifted).astype(np.int64)
+        inside = (pixel[:, 0] >= -border_reach) & (pixel[:, 0] < height + border_reach)
+        inside &= (pixel[:, 1] >= -border_reach) & (pixel[:, 1] < width + border_reach)
+        pixel = np.clip(pixel, 0, [height - 1, width - 1])  # the nearest image pixel
         owner_y = np.minimum(pixel[:, 0] // strides[0], n_tiles[0] - 1) * strides[0]
         owner_x = np.minimum(pixel[:, 1] // strides[1], n_tiles[1] - 1) * strides[1]
-        inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < height)
-        inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < width)
         own = inside & (owner_y == y) & (owner_x == x)
         centres.append(shifted[own])
         scores.append(found.scores[own])

@@ -88,6 +88,14 @@ class PPNAuxConfig(MethodConfig):
     merge_distance: float = field(
         default=0.5, metadata=setting(0, 2, 0.05, "merge proposals closer than this (cell radii)")
     )
+    border_reach: float = field(
+        default=0.5,
+        metadata=setting(
+            0, 2, 0.05,
+            "keep proposals whose centre lies this far outside the image (cell radii): "
+            "cells cut by the image border",
+        ),
+    )  # fmt: skip
     max_proposals: int = field(
         default=96, metadata=setting(1, 1000, 1, "proposals per training patch (cost cap)")
     )
@@ -704,6 +712,7 @@ class PPNAuxNet(Method):
                 self._propose_tile, work, self._window(radius)[1], self.main.multiple, tiling,
                 self.config.merge_distance * radius, threshold,
                 postprocess.min_size_fraction * median_area, postprocess.fill_holes,
+                self.config.border_reach * radius,
             )  # fmt: skip
         finally:
             self.train(was_training)
