@@ -86,3 +86,14 @@ def test_the_command_line_prints_the_advice_as_notes():
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("training unet on cpu")
     assert lines[1:] == ["note: mark X", "note: mark Y"]
+
+
+def test_ppn_auxnet_does_not_rescale_where_most_pixels_are_unseen(tiny_config, toy_data):
+    from napari_semiseg.methods.ppn_auxnet import PPNAuxNet
+
+    unseen = _brightfield_like(known_includes_empty_background=False).summary()
+    assert PPNAuxNet.settings_for_data({}, unseen) == {"rescale": False}
+    keep = {"rescale_on_unseen": True}
+    assert PPNAuxNet.settings_for_data(keep, unseen) == keep
+    assert PPNAuxNet.settings_for_data({"rescale": False}, unseen) == {"rescale": False}
+    assert PPNAuxNet.settings_for_data({}, toy_data.summary()) == {}
