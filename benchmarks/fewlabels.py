@@ -191,6 +191,9 @@ def rescore(task: Task, path: Path, overrides: dict[str, Any] | None = None) -> 
     """
     model = load_task_model(task, path)
     extra = {}
+    unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(model.method.config)}
+    if unknown:
+        raise ValueError(f"{path.name}: {model.method.name} has no setting {sorted(unknown)}")
     if overrides:
         model.method.config = dataclasses.replace(model.method.config, **overrides)
         extra["predict_settings"] = dict(overrides)

@@ -94,6 +94,8 @@ def test_a_run_can_keep_its_model(fewlabels, tmp_path):
     assert again["predict_settings"] == {"depth_prominence": 0.7}
     assert 0.0 <= again["ap50"] <= 1.0
     assert "predict_settings" not in fewlabels.rescore(task, path)
+    with pytest.raises(ValueError, match="has no setting"):
+        fewlabels.rescore(task, path, {"no_such_setting": 1})
 
 
 def test_only_runs_of_the_unet_code_version_are_paired(fewlabels):

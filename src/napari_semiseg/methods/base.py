@@ -243,6 +243,11 @@ class Method(abc.ABC):
     #: Whether the interior class may be the cell core (``TrainConfig.core_depth``);
     #: False for methods that need the thin Sobel border as their border target.
     core_targets: ClassVar[bool] = True
+    #: Boolean settings that a new model gets turned off where most pixels of the
+    #: images look like nothing annotated (``TrainingData.unseen_intensity``),
+    #: unless the method's setting ``<name>_on_unseen`` is true
+    #: (:meth:`settings_for_data`).
+    off_where_unseen: ClassVar[tuple[str, ...]] = ()
     #: Settings whose default changed: the value that model files written before
     #: the change were trained with (they do not store a setting they did not have).
     former_defaults: ClassVar[dict[str, Any]] = {}
@@ -335,10 +340,14 @@ class Method(abc.ABC):
     def settings_for_data(
         cls, settings: dict[str, Any], summary: dict[str, Any]
     ) -> dict[str, Any]:
-        """Settings to build a new model with, given the training data (default: unchanged).
+        """Settings to build a new model with, given the training data.
 
         Called by the engine before it builds the networks of a new model (not
-        when a model is continued), for settings that change the networks.
+        when a model is continued). The default turns off the settings named
+        in :attr:`off_where_unseen` when the data summary says most pixels
+        look like nothing annotated (``unseen_typical_pixel``), unless their
+        ``<name>_on_unseen`` setting keeps them; otherwise the settings are
+        returned unchanged.
 
         Parameters
         ----------
@@ -352,7 +361,15 @@ class Method(abc.ABC):
         dict
             The settings to use; they are saved with the model.
         """
-        return settings
+        if not cls.off_where_unseen or not summary.get("unseen_typical_pixel"):
+            return settings
+        config = cls.Config.from_dict(settings)
+        off = {
+            name: False
+            for name in cls.off_where_unseen
+            if getattr(config, name) and not getattr(config, f"{name}_on_unseen")
+        }
+        return {**settings, **off} if off else settings
 
     def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Called by the engine once before training with ``TrainingData.summary()``.

@@ -223,25 +223,15 @@ class MeanTeacherBCP(DepthOutput, Method):
         #: Whether the student gets the strong view (``strong_view``; auto: from the data).
         self.uses_strong_view = config.strong_view == "on"
 
-    @classmethod
-    def settings_for_data(
-        cls, settings: dict[str, Any], summary: dict[str, Any]
-    ) -> dict[str, Any]:
-        """No depth head when most pixels look like nothing annotated (``depth_head_on_unseen``).
-
-        There the depth head's "deep inside a cell" (far from any edge) fits
-        the uniform unseen background too: on the DSB brightfield set, whose
-        empty background is brighter than any marked background pixel, the
-        teacher left pre-training calling 28-47 % of the unlabelled pixels
-        cell interior on two seeds of four, and self-training locked it in
-        (AP50 0.07-0.12); without the depth head, none of four did
-        (docs/benchmarks.md).
-        """
-        config = cls.Config.from_dict(settings)
-        unseen = bool(summary.get("unseen_typical_pixel"))
-        if config.depth_head and not config.depth_head_on_unseen and unseen:
-            return {**settings, "depth_head": False}
-        return settings
+    #: No depth head where most pixels look like nothing annotated
+    #: (``depth_head_on_unseen`` keeps it): there its "deep inside a cell" (far
+    #: from any edge) fits the uniform unseen background too. On the DSB
+    #: brightfield set, whose empty background is brighter than any marked
+    #: background pixel, the teacher left pre-training calling 28-47 % of the
+    #: unlabelled pixels cell interior on two seeds of four, and self-training
+    #: locked it in (AP50 0.07-0.12); without the depth head, none of four did
+    #: (docs/benchmarks.md).
+    off_where_unseen = ("depth_head",)
 
     def on_training_data(self, summary: dict[str, Any]) -> None:
         """Decide ``strong_view = 'auto'`` from the images' intensity levels."""

@@ -230,26 +230,14 @@ class PPNAuxNet(Method):
         sigma = radius  # METHODS.md: sigma = r = sqrt(A_med / pi)
         return sigma, _window_radius(sigma, self.config.window_sigmas)
 
-    @classmethod
-    def settings_for_data(
-        cls, settings: dict[str, Any], summary: dict[str, Any]
-    ) -> dict[str, Any]:
-        """No per-image rescaling when most pixels look like nothing annotated.
-
-        The size estimate reads the networks' foreground maps on every image;
-        where most pixels look neither like the marked background nor like
-        the cells (``TrainingData.unseen_intensity``), the maps are arbitrary
-        there. On the DSB brightfield set (bright empty background, only dark
-        halos marked) the aux net of one model called the whole background
-        foreground, every image was shrunk 8 times and AP50 fell from 0.457
-        (no rescaling) to 0.034 (docs/ppn_auxnet.md, change 18).
-        ``rescale_on_unseen`` keeps it.
-        """
-        config = cls.Config.from_dict(settings)
-        unseen = bool(summary.get("unseen_typical_pixel"))
-        if config.rescale and not config.rescale_on_unseen and unseen:
-            return {**settings, "rescale": False}
-        return settings
+    #: No per-image rescaling where most pixels look like nothing annotated
+    #: (``rescale_on_unseen`` keeps it): the size estimate reads the networks'
+    #: foreground maps on every image, and on pixels like nothing they were
+    #: shown those maps are arbitrary. On the DSB brightfield set (bright empty
+    #: background, only dark halos marked) the aux net of one model called the
+    #: whole background foreground, every image was shrunk 8 times and AP50
+    #: fell from 0.457 (no rescaling) to 0.034 (docs/ppn_auxnet.md, change 18).
+    off_where_unseen = ("rescale",)
 
     @torch.no_grad()
     def on_training_data(self, summary: dict[str, Any]) -> None:
