@@ -15,8 +15,8 @@ from napari_semiseg.models import UNetConfig
 CLASSES = {**METHODS, TemplateMethod.name: TemplateMethod}
 # settings that change a method's outputs are held to the same contract
 CASES = {name: (cls, {}) for name, cls in CLASSES.items()}
-CASES["unet+depth_head"] = (METHODS["unet"], {"depth_head": True})
-CASES["mean-teacher+depth_head"] = (METHODS["mean-teacher"], {"depth_head": True})
+CASES["unet-depth_head"] = (METHODS["unet"], {"depth_head": False})
+CASES["mean-teacher-depth_head"] = (METHODS["mean-teacher"], {"depth_head": False})
 
 TINY = UNetConfig(base_channels=4, depth=2, dropout=0.0)
 

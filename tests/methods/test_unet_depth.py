@@ -91,14 +91,15 @@ def test_the_split_setting_travels_with_the_model(method, toy_data, tiny_config,
     }
 
 
-def test_mean_teacher_has_the_depth_head_by_default_and_reads_older_files(
-    toy_data, tiny_config, tmp_path
+@pytest.mark.parametrize(("method", "split"), [("unet", 0.3), ("mean-teacher", 0.0)])
+def test_the_depth_head_is_on_by_default_and_older_files_read_without_it(
+    method, split, toy_data, tiny_config, tmp_path
 ):
-    config = replace(tiny_config, method="mean-teacher", method_config={"depth_head": False})
+    config = replace(tiny_config, method=method, method_config={"depth_head": False})
     _run(train(toy_data, config, out=tmp_path / "old.pt"))
-    default = build_method("mean-teacher", {}, TINY, 1)
+    default = build_method(method, {}, TINY, 1)
     assert default.n_outputs == 4
-    assert default.postprocess_settings() == {"depth_prominence": 0.0}
+    assert default.postprocess_settings() == {"depth_prominence": pytest.approx(split)}
     # a file written before the depth head existed has neither setting
     payload = torch.load(tmp_path / "old.pt", weights_only=True)
     del payload["method_config"]["depth_head"], payload["method_config"]["depth_prominence"]

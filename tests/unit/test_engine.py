@@ -104,7 +104,9 @@ def test_segment_shapes(toy_data, tiny_config):
     _, result = _events(train(toy_data, tiny_config))
     seg = run(segment(result.model.method, toy_data.images[1].image, 100.0))
     assert seg.instances.shape == toy_data.images[1].shape
-    assert seg.maps["probabilities"].shape == (3, *toy_data.images[1].shape)
+    # the three classes, then the cell depth (the U-Net's depth head is on by default)
+    assert seg.maps["probabilities"].shape == (4, *toy_data.images[1].shape)
+    np.testing.assert_allclose(seg.maps["probabilities"][:3].sum(0), 1.0, atol=1e-5)
 
 
 def test_foreign_model_files_refused(tmp_path):

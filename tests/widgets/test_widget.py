@@ -83,7 +83,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
     assert train.train_config().method_config == {
         "dice_weight": 1.0,
         "use_weight_map": True,
-        "depth_head": False,
+        "depth_head": True,
         "depth_weight": 1.0,
         "depth_prominence": 0.3,
     }
@@ -224,6 +224,8 @@ def test_predict_accept_export_and_model_files(sample_viewer, make_widget, notes
     )
     widget.predict.predict_all_button.click()  # no model yet: disabled
     assert "nuclei_a prediction" not in viewer.layers
+    # enough steps for the tiny U-Net to call some cells (2 steps leave it at chance)
+    widget.train.config_overrides["steps"] = 40
     widget.train._on_start_clicked()
     widget.predict.continue_box.setChecked(False)
     widget.predict._on_predict_all_clicked()

@@ -14,7 +14,7 @@ map, which falls between touching cells even where the border class is unsure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -186,6 +186,14 @@ class SupervisedConfig(MethodConfig):
         Weight of the masked Dice term next to the weighted cross-entropy.
     use_weight_map : bool
         Weight the cross-entropy by the U-Net weight map (else class balance only).
+    depth_head : bool
+        Also learn each pixel's relative depth in its cell (a fourth output);
+        touching cells the classes join are split where it falls between them.
+    depth_weight : float
+        Weight of the depth term.
+    depth_prominence : float
+        Split a seed where its predicted depth has two peaks this far above the
+        saddle between them (0 = never split).
     """
 
     dice_weight: float = field(
@@ -194,7 +202,10 @@ class SupervisedConfig(MethodConfig):
     use_weight_map: bool = field(
         default=True, metadata={"help": "weight the loss by the U-Net border weight map"}
     )
-    depth_head: bool = depth_head_field()
+    # on by default since 2026-12-07: with code version 5 it gained CTC +0.060 and
+    # DSB fluorescence +0.012 AP50 and cost no set more than EM's 0.014 (three seeds
+    # each, docs/benchmarks.md)
+    depth_head: bool = depth_head_field(True)
     depth_weight: float = depth_weight_field()
     depth_prominence: float = depth_prominence_field()
 
@@ -209,6 +220,8 @@ class SupervisedUNet(DepthOutput, Method):
         "annotated pixels only. Fast baseline; ignores unlabelled images."
     )
     Config = SupervisedConfig
+    # model files from before the depth head was on by default
+    former_defaults: ClassVar[dict[str, Any]] = {"depth_head": False}
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
