@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from tests._synthetic import disks
 
 from napari_semiseg.data.annotations import instance_borders, relative_depth, semantic_target
@@ -148,3 +149,61 @@ def test_a_flat_depth_map_loses_no_cell():
     np.testing.assert_array_equal(
         instances_from_probabilities(flat, 110), instances_from_probabilities(probs, 110)
     )
+
+
+def _split_one_seed_at_a_time(seeds, depth, prominence):
+    """The definition of ``split_by_depth``, seed by seed over the whole image (slow)."""
+    from skimage.morphology import reconstruction
+
+    eight = np.ones((3, 3), bool)
+    out, next_id = seeds.copy(), seeds.max() + 1
+    for i in range(1, seeds.max() + 1):
+        height = np.where(seeds == i, depth, 0.0)
+        domes = height - reconstruction(np.maximum(height - prominence, 0.0), height)
+        caps, n_caps = ndi.label((seeds == i) & (domes > 1e-6), structure=eight)
+        high = [c for c in range(1, n_caps + 1) if domes[caps == c].max() >= prominence - 1e-6]
+        if len(high) >= 2:
+            out[seeds == i] = 0
+            for c in high:
+                out[caps == c] = next_id
+                next_id += 1
+    return out
+
+
+def _partition(labels):
+    """Ids renumbered by first appearance (0 stays 0): equal partitions compare equal."""
+    _, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))[inverse.ravel()]
+    return np.where(labels.ravel() == 0, -1, order)
+
+
+def test_split_by_depth_equals_its_seed_by_seed_definition():
+    # random seeds (some touching at a corner) and depth maps, some with flat tops
+    from napari_semiseg.inference.postprocess import split_by_depth
+
+    rng = np.random.default_rng(0)
+    splits = 0
+    for trial in range(60):
+        shape = tuple(rng.integers(8, 50, 2))
+        seeds, _ = ndi.label(ndi.gaussian_filter(rng.random(shape), 2) > 0.5)
+        depth = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3))
+        depth = (depth - depth.min()) / (np.ptp(depth) + 1e-9)
+        if trial % 3 == 0:
+            depth = np.round(depth, 1)
+        prominence = float(rng.choice([0.05, 0.1, 0.3]))
+        fast = split_by_depth(seeds, depth, prominence)
+        expected = _split_one_seed_at_a_time(seeds, depth, prominence)
+        np.testing.assert_array_equal(_partition(fast), _partition(expected))
+        splits += fast.max() > seeds.max()
+    assert splits > 10  # the comparison covers seeds that split
+
+
+def test_a_flat_top_is_not_split_at_a_diagonal_step():
+    from napari_semiseg.inference.postprocess import split_by_depth
+
+    seeds = np.ones((5, 5), int)
+    depth = np.full((5, 5), 0.5)
+    depth[1, 1] = depth[2, 2] = 0.9  # one top, 8-connected
+    assert split_by_depth(seeds, depth, 0.3).max() == 1
+    depth[2, 2], depth[3, 3] = 0.5, 0.9  # two tops with a saddle 0.4 below
+    assert split_by_depth(seeds, depth, 0.3).max() == 3

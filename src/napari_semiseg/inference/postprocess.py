@@ -445,17 +445,79 @@ def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> n
         return seeds
     inside = seeds > 0
     height = np.where(inside, depth, 0.0).astype(np.float64)
-    domes = height - reconstruction(np.maximum(height - prominence, 0.0), height)
-    caps, n_caps = ndi.label(inside & (domes > 1e-6))
+    domes = _domes(seeds, height, prominence, n)
+    # 8-connected like the reconstruction (one top is not cut at a diagonal step), and
+    # never across two seeds that touch at a corner
+    caps, n_caps = ndi.label(inside & (domes > 1e-6), structure=np.ones((3, 3), bool))
     if n_caps == 0:
         return seeds
+    on = caps > 0  # few pixels: the per-cap measures below look at these only
+    on_seeds = seeds[on].astype(np.int64)
+    pairs, which = np.unique(caps[on].astype(np.int64) * (n + 1) + on_seeds, return_inverse=True)
+    which = which.ravel() + 1
+    caps[on], n_caps = which, len(pairs)
     index = np.arange(1, n_caps + 1)
-    high = ndi.maximum(domes, caps, index) >= prominence - 1e-6
+    high = ndi.maximum(domes[on], which, index) >= prominence - 1e-6
     tops = np.where(np.concatenate([[False], high])[caps], caps, 0)
-    owner = np.asarray(ndi.maximum(seeds, caps, index), dtype=np.int64)  # seed of each cap
+    owner = pairs % (n + 1)  # seed of each cap
     per_seed = np.bincount(owner[high], minlength=n + 1)  # qualifying peaks per seed
     split = (per_seed >= 2)[seeds]
     return np.where(split, np.where(tops > 0, tops + n, 0), seeds)
+
+
+def _domes(seeds: np.ndarray, height: np.ndarray, prominence: float, n: int) -> np.ndarray:
+    """``height`` minus its grey reconstruction from ``height - prominence``, seed by seed.
+
+    Each seed is reconstructed on its own (over the whole image at once, the
+    8-connected reconstruction would carry values between seeds that touch at
+    a corner), in its bounding box, and only where the seed has two or more
+    local maxima at least ``prominence`` high (a seed with one cannot split):
+    on a 4096 x 4096 image the whole-image reconstruction sorted every pixel
+    and took half of the prediction time.
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        ``(Y, X)`` int seed ids, 1..n (0 = none).
+    height : numpy.ndarray
+        ``(Y, X)`` float64 depth inside the seeds, 0 outside.
+    prominence : float
+        Depth of the reconstruction.
+    n : int
+        Largest seed id.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` float64 domes (0 in seeds that cannot split and outside seeds).
+    """
+    from skimage.measure import label
+
+    domes = np.zeros_like(height)
+    # pixels that no 8-neighbour of the same seed exceeds; two such neighbours are equal,
+    # so each connected set of them in one seed is one flat top, and distinct regional
+    # maxima of a seed never share one
+    tops = (seeds > 0) & (height >= prominence)
+    padded_height, padded_seeds = np.pad(height, 1), np.pad(seeds, 1)
+    h, w = height.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                near = (slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
+                tops &= (padded_seeds[near] != seeds) | (padded_height[near] <= height)
+    flat = label(np.where(tops, seeds, 0), connectivity=2)  # never across two seeds
+    n_flat = int(flat.max())
+    if n_flat < 2:
+        return domes
+    owner = np.zeros(n_flat + 1, np.int64)
+    owner[flat[tops]] = seeds[tops]
+    candidates = np.flatnonzero(np.bincount(owner[1:], minlength=n + 1) >= 2)
+    boxes = ndi.find_objects(seeds, max_label=n)
+    for seed in candidates:
+        box = boxes[seed - 1]
+        local = np.where(seeds[box] == seed, height[box], 0.0)
+        domes[box] += local - reconstruction(np.maximum(local - prominence, 0.0), local)
+    return domes
 
 
 def _finish(
