@@ -97,3 +97,31 @@ def test_ppn_auxnet_does_not_rescale_where_most_pixels_are_unseen(tiny_config, t
     assert PPNAuxNet.settings_for_data(keep, unseen) == keep
     assert PPNAuxNet.settings_for_data({"rescale": False}, unseen) == {"rescale": False}
     assert PPNAuxNet.settings_for_data({}, toy_data.summary()) == {}
+
+
+def test_ppn_auxnet_trains_on_dimmed_patches_where_images_look_like_fluorescence(
+    tiny_config, toy_data
+):
+    from dataclasses import replace
+
+    from napari_semiseg.data.augment import AugmentConfig
+    from napari_semiseg.methods import build_method
+    from napari_semiseg.models import UNetConfig
+
+    tiny = UNetConfig(base_channels=4, depth=2, dropout=0.0)
+    method = build_method("ppn-auxnet", {}, tiny, 1)
+    plain = AugmentConfig()
+    assert plain.min_contrast == 1.0
+    fluorescence = toy_data.summary()  # bright cells on a dark background
+    assert method.augment_for_data(plain, fluorescence).min_contrast == 0.2
+    bright = _brightfield_like(known_includes_empty_background=True).summary()
+    assert method.augment_for_data(plain, bright) == plain
+    stronger = replace(plain, min_contrast=0.1)  # the user's own stronger setting stays
+    assert method.augment_for_data(stronger, fluorescence) == stronger
+    off = build_method("ppn-auxnet", {"dim_contrast": 1.0}, tiny, 1)
+    assert off.augment_for_data(plain, fluorescence) == plain
+    # other methods train with the user's augmentation as given
+    assert build_method("unet", {}, tiny, 1).augment_for_data(plain, fluorescence) == plain
+    # the engine trains with it and saves it with the model
+    result = run(train(toy_data, tiny_config.replace(method="ppn-auxnet", steps=1)))
+    assert result.model.train_config.augment.min_contrast == 0.2

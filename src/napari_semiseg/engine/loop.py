@@ -164,6 +164,7 @@ class _Trainer:
             model=self.method.model_config,
             method_config=self.method.config.to_dict(),
             core_depth=core_depth,
+            augment=self.method.augment_for_data(config.augment, self.summary),
         )
         for net in self.method.networks().values():
             place_network(net, self.device)

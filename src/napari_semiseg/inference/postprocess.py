@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.measure import label
 from skimage.morphology import reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
@@ -491,8 +492,6 @@ def _domes(seeds: np.ndarray, height: np.ndarray, prominence: float, n: int) -> 
     numpy.ndarray
         ``(Y, X)`` float64 domes (0 in seeds that cannot split and outside seeds).
     """
-    from skimage.measure import label
-
     domes = np.zeros_like(height)
     # pixels that no 8-neighbour of the same seed exceeds; two such neighbours are equal,
     # so each connected set of them in one seed is one flat top, and distinct regional

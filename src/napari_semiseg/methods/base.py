@@ -33,11 +33,42 @@ import torch
 from torch import nn
 
 from ..data.annotations import N_CLASSES
+from ..data.augment import AugmentConfig
 from ..errors import SemisegInputError
 from ..models import UNetConfig
 from ..models.layout import place_network
 
 Batch = dict[str, torch.Tensor]
+
+
+#: Images whose median normalised pixel is below this look dark (fluorescence-like).
+DARK_IMAGE_LEVEL = 0.25
+
+
+def looks_like_fluorescence(summary: dict[str, Any]) -> bool:
+    """Whether images look like fluorescence: mostly dark, cells brighter than background.
+
+    Parameters
+    ----------
+    summary : dict
+        ``TrainingData.summary()``: ``image_level``, ``background_level`` and
+        ``cell_level`` (normalised intensities; missing or NaN = unknown).
+
+    Returns
+    -------
+    bool
+        True when the median pixel is below :data:`DARK_IMAGE_LEVEL` and the
+        annotated cells are brighter than the known background. In the
+        benchmark sets the median pixel is 0.00-0.02 for the two fluorescence
+        sets and 0.50-0.93 for brightfield, H&E and EM.
+    """
+    image, background, cells = (
+        float("nan") if summary.get(k) is None else float(summary[k])
+        for k in ("image_level", "background_level", "cell_level")
+    )
+    if not np.isfinite(image) or image >= DARK_IMAGE_LEVEL:
+        return False
+    return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
 
 
 @dataclass(frozen=True)
@@ -370,6 +401,26 @@ class Method(abc.ABC):
             if getattr(config, name) and not getattr(config, f"{name}_on_unseen")
         }
         return {**settings, **off} if off else settings
+
+    def augment_for_data(self, augment: AugmentConfig, summary: dict[str, Any]) -> AugmentConfig:
+        """The augmentation to train with, given the training data.
+
+        Called by the engine once before training (new or continued models);
+        the result is saved with the model. The default returns ``augment``
+        unchanged.
+
+        Parameters
+        ----------
+        augment : AugmentConfig
+            The user's augmentation settings (``TrainConfig.augment``).
+        summary : dict
+            ``TrainingData.summary()``.
+
+        Returns
+        -------
+        AugmentConfig
+        """
+        return augment
 
     def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Called by the engine once before training with ``TrainingData.summary()``.

@@ -33,7 +33,7 @@ from ..losses.pseudo import (
     remove_small_regions,
 )
 from ..models import ModelEMA, UNet, UNetConfig
-from .base import Batch, Method, MethodConfig, StepOutput, setting
+from .base import Batch, Method, MethodConfig, StepOutput, looks_like_fluorescence, setting
 from .supervised import (
     DepthOutput,
     crop_like,
@@ -45,34 +45,8 @@ from .supervised import (
 
 #: ``strong_view`` settings: decide from the images, always, never.
 STRONG_VIEW_CHOICES = ("auto", "on", "off")
-#: ``auto`` turns the strong view on below this median normalised pixel value.
-DARK_IMAGE_LEVEL = 0.25
-
-
-def strong_view_suits(summary: dict[str, Any]) -> bool:
-    """Whether images look like fluorescence: mostly dark, cells brighter than background.
-
-    Parameters
-    ----------
-    summary : dict
-        ``TrainingData.summary()``: ``image_level``, ``background_level`` and
-        ``cell_level`` (normalised intensities; missing or NaN = unknown).
-
-    Returns
-    -------
-    bool
-        True when the median pixel is below :data:`DARK_IMAGE_LEVEL` and the
-        annotated cells are brighter than the known background. In the
-        benchmark sets the median pixel is 0.00-0.02 for the two fluorescence
-        sets and 0.50-0.93 for brightfield, H&E and EM.
-    """
-    image, background, cells = (
-        float("nan") if summary.get(k) is None else float(summary[k])
-        for k in ("image_level", "background_level", "cell_level")
-    )
-    if not np.isfinite(image) or image >= DARK_IMAGE_LEVEL:
-        return False
-    return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
+#: ``auto``: on where the images look like fluorescence (:func:`.base.looks_like_fluorescence`).
+strong_view_suits = looks_like_fluorescence
 
 
 @dataclass(frozen=True)
