@@ -99,9 +99,7 @@ def test_ppn_auxnet_does_not_rescale_where_most_pixels_are_unseen(tiny_config, t
     assert PPNAuxNet.settings_for_data({}, toy_data.summary()) == {}
 
 
-def test_ppn_auxnet_trains_on_dimmed_patches_where_images_look_like_fluorescence(
-    tiny_config, toy_data
-):
+def test_dimmed_patches_where_images_look_like_fluorescence(tiny_config, toy_data):
     from dataclasses import replace
 
     from napari_semiseg.data.augment import AugmentConfig
@@ -120,8 +118,13 @@ def test_ppn_auxnet_trains_on_dimmed_patches_where_images_look_like_fluorescence
     assert method.augment_for_data(stronger, fluorescence) == stronger
     off = build_method("ppn-auxnet", {"dim_contrast": 1.0}, tiny, 1)
     assert off.augment_for_data(plain, fluorescence) == plain
-    # other methods train with the user's augmentation as given
+    # the U-Net has the setting, off by default; methods without it keep the user's augmentation
     assert build_method("unet", {}, tiny, 1).augment_for_data(plain, fluorescence) == plain
+    unet = build_method("unet", {"dim_contrast": 0.2}, tiny, 1)
+    assert unet.augment_for_data(plain, fluorescence).min_contrast == 0.2
+    assert unet.augment_for_data(plain, bright) == plain
+    teacher = build_method("mean-teacher", {}, tiny, 1)
+    assert teacher.augment_for_data(plain, fluorescence) == plain
     # the engine trains with it and saves it with the model
     result = run(train(toy_data, tiny_config.replace(method="ppn-auxnet", steps=1)))
     assert result.model.train_config.augment.min_contrast == 0.2

@@ -72,6 +72,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
         "depth_head",
         "depth_weight",
         "depth_prominence",
+        "dim_contrast",
     ]
     train.method.value = "other"
     assert [w.name for w in train.form] == ["consistency", "views"]
@@ -86,6 +87,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
         "depth_head": True,
         "depth_weight": 1.0,
         "depth_prominence": 0.3,
+        "dim_contrast": 1.0,
     }
 
 

@@ -71,6 +71,36 @@ def looks_like_fluorescence(summary: dict[str, Any]) -> bool:
     return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
 
 
+def dimmed_on_fluorescence(
+    augment: AugmentConfig, summary: dict[str, Any], dim: float
+) -> AugmentConfig:
+    """``augment`` with patches dimmed down to contrast ``dim`` on fluorescence-like images.
+
+    Each training patch is then also scaled by a log-uniform factor in
+    ``[dim, 1]`` (:attr:`AugmentConfig.min_contrast`), so the bright annotated
+    cells teach the network dim ones. Not on transmitted-light images
+    (:func:`looks_like_fluorescence` false), where scaling towards 0 darkens
+    the bright background instead of fading the cells; a stronger
+    ``min_contrast`` of the user's is kept; ``dim`` 1 is off.
+
+    Parameters
+    ----------
+    augment : AugmentConfig
+        The user's augmentation settings.
+    summary : dict
+        ``TrainingData.summary()``.
+    dim : float
+        Lowest contrast factor, in (0, 1].
+
+    Returns
+    -------
+    AugmentConfig
+    """
+    if dim < 1.0 and augment.min_contrast > dim and looks_like_fluorescence(summary):
+        return dataclasses.replace(augment, min_contrast=dim)
+    return augment
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Base of every method's hyper-parameters (a frozen dataclass with defaults).

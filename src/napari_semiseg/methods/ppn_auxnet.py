@@ -20,11 +20,10 @@ gradient-norm clipping, when on, is computed over both together).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,7 +59,7 @@ from ..losses.ppn import balanced_bce, instance_centroids, offset_loss, ppn_targ
 from ..models import UNetConfig
 from ..models.aux_heads import AuxNet
 from ..models.ppn import PPNNet, PPNOutput
-from .base import Batch, Method, MethodConfig, StepOutput, looks_like_fluorescence, setting
+from .base import Batch, Method, MethodConfig, StepOutput, dimmed_on_fluorescence, setting
 
 #: Cell radius assumed before any annotated cell has been seen.
 DEFAULT_RADIUS = 8.0
@@ -217,10 +216,10 @@ class PPNAuxNet(Method):
         darkens the bright background instead of fading the cells
         (docs/benchmarks.md).
         """
-        dim = self.config.dim_contrast
-        if dim < 1.0 and augment.min_contrast > dim and looks_like_fluorescence(summary):
-            return dataclasses.replace(augment, min_contrast=dim)
-        return augment
+        return dimmed_on_fluorescence(augment, summary, self.config.dim_contrast)
+
+    # model files from before the dimmed patches (continued training keeps their augmentation)
+    former_defaults: ClassVar[dict[str, Any]] = {"dim_contrast": 1.0}
 
     # -- geometry ------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
