@@ -182,9 +182,9 @@ BRIGHTFIELD = {"image_level": 0.93, "background_level": 0.38, "cell_level": -0.0
     ],
 )
 def test_bcp_auto_strong_view_is_for_dark_images_with_bright_cells(summary, expected):
-    from napari_semiseg.methods.mean_teacher_bcp import strong_view_suits
+    from napari_semiseg.methods.base import looks_like_fluorescence
 
-    assert strong_view_suits(summary) is expected
+    assert looks_like_fluorescence(summary) is expected
     method = _method("mean-teacher")  # strong_view = "auto" by default
     assert not method.uses_strong_view  # undecided until the engine gives the data
     method.on_training_data(summary)

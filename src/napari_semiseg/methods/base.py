@@ -25,7 +25,7 @@ import dataclasses
 import math
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -71,34 +71,16 @@ def looks_like_fluorescence(summary: dict[str, Any]) -> bool:
     return not (np.isfinite(background) and np.isfinite(cells)) or cells > background
 
 
-def dimmed_on_fluorescence(
-    augment: AugmentConfig, summary: dict[str, Any], dim: float
-) -> AugmentConfig:
-    """``augment`` with patches dimmed down to contrast ``dim`` on fluorescence-like images.
-
-    Each training patch is then also scaled by a log-uniform factor in
-    ``[dim, 1]`` (:attr:`AugmentConfig.min_contrast`), so the bright annotated
-    cells teach the network dim ones. Not on transmitted-light images
-    (:func:`looks_like_fluorescence` false), where scaling towards 0 darkens
-    the bright background instead of fading the cells; a stronger
-    ``min_contrast`` of the user's is kept; ``dim`` 1 is off.
-
-    Parameters
-    ----------
-    augment : AugmentConfig
-        The user's augmentation settings.
-    summary : dict
-        ``TrainingData.summary()``.
-    dim : float
-        Lowest contrast factor, in (0, 1].
-
-    Returns
-    -------
-    AugmentConfig
-    """
-    if dim < 1.0 and augment.min_contrast > dim and looks_like_fluorescence(summary):
-        return dataclasses.replace(augment, min_contrast=dim)
-    return augment
+def dim_contrast_field(default: float) -> Any:
+    """Dataclass field ``dim_contrast`` (read by :meth:`Method.augment_for_data`)."""
+    return field(
+        default=default,
+        metadata=setting(
+            0.05, 1.0, 0.05,
+            "on dark (fluorescence-like) images also train on patches dimmed down to this "
+            "contrast, so bright annotated cells teach dim ones (1 = off)",
+        ),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -436,8 +418,15 @@ class Method(abc.ABC):
         """The augmentation to train with, given the training data.
 
         Called by the engine once before training (new or continued models);
-        the result is saved with the model. The default returns ``augment``
-        unchanged.
+        the result is saved with the model. For a method whose settings have
+        ``dim_contrast`` below 1 (:func:`dim_contrast_field`), on images that
+        :func:`looks_like_fluorescence`, each patch is also scaled by a
+        log-uniform factor in ``[dim_contrast, 1]``
+        (:attr:`AugmentConfig.min_contrast`; a stronger setting of the user's
+        is kept), so the bright annotated cells teach the network dim ones.
+        Never on transmitted-light images, where scaling towards 0 darkens the
+        bright background instead of fading the cells. Otherwise ``augment``
+        is returned unchanged.
 
         Parameters
         ----------
@@ -450,6 +439,9 @@ class Method(abc.ABC):
         -------
         AugmentConfig
         """
+        dim = float(getattr(self.config, "dim_contrast", 1.0))
+        if dim < 1.0 and augment.min_contrast > dim and looks_like_fluorescence(summary):
+            return dataclasses.replace(augment, min_contrast=dim)
         return augment
 
     def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)

@@ -45,8 +45,6 @@ from .supervised import (
 
 #: ``strong_view`` settings: decide from the images, always, never.
 STRONG_VIEW_CHOICES = ("auto", "on", "off")
-#: ``auto``: on where the images look like fluorescence (:func:`.base.looks_like_fluorescence`).
-strong_view_suits = looks_like_fluorescence
 
 
 @dataclass(frozen=True)
@@ -210,7 +208,7 @@ class MeanTeacherBCP(DepthOutput, Method):
     def on_training_data(self, summary: dict[str, Any]) -> None:
         """Decide ``strong_view = 'auto'`` from the images' intensity levels."""
         if self.config.strong_view == "auto":
-            self.uses_strong_view = strong_view_suits(summary)
+            self.uses_strong_view = looks_like_fluorescence(summary)
 
     def networks(self) -> dict[str, nn.Module]:
         """Student and EMA teacher (the teacher stays in eval mode: no dropout, averaged BN)."""

@@ -32,7 +32,6 @@ from skimage.segmentation import relabel_sequential
 from torch import nn
 
 from ..data.annotations import BORDER, IGNORE, INTERIOR
-from ..data.augment import AugmentConfig
 from ..errors import SemisegInputError
 from ..inference.postprocess import drop_faint_objects
 from ..inference.ppn_instances import TileProposals, segment_from_proposals
@@ -59,7 +58,7 @@ from ..losses.ppn import balanced_bce, instance_centroids, offset_loss, ppn_targ
 from ..models import UNetConfig
 from ..models.aux_heads import AuxNet
 from ..models.ppn import PPNNet, PPNOutput
-from .base import Batch, Method, MethodConfig, StepOutput, dimmed_on_fluorescence, setting
+from .base import Batch, Method, MethodConfig, StepOutput, dim_contrast_field, setting
 
 #: Cell radius assumed before any annotated cell has been seen.
 DEFAULT_RADIUS = 8.0
@@ -164,14 +163,9 @@ class PPNAuxConfig(MethodConfig):
             "foreground maps, hence the size estimate, are unreliable there)"
         },
     )
-    dim_contrast: float = field(
-        default=0.2,
-        metadata=setting(
-            0.05, 1.0, 0.05,
-            "on dark (fluorescence-like) images also train on patches dimmed down to this "
-            "contrast, so bright annotated cells teach the score head dim ones (1 = off)",
-        ),
-    )  # fmt: skip
+    # on: of the 542 nuclei one DSB model missed outright, 222 had no position score
+    # above 0.5 anywhere inside (dim nuclei; the ten annotated ones were bright)
+    dim_contrast: float = dim_contrast_field(0.2)
     min_support: float = field(
         default=0.0,
         metadata=setting(
@@ -203,20 +197,6 @@ class PPNAuxNet(Method):
         width = config.aux_channels or min(model_config.base_channels, 16)
         self.aux = AuxNet(in_channels, width)
         self._area_from_data = False
-
-    def augment_for_data(self, augment: AugmentConfig, summary: dict[str, Any]) -> AugmentConfig:
-        """Dimmed training patches (``dim_contrast``) where the images look like fluorescence.
-
-        On DSB fluorescence, 222 of the 542 nuclei one model missed outright had
-        no position score above 0.5 anywhere inside (median best 0.28): dim
-        nuclei, where the ten annotated ones were bright. Each patch is then
-        also scaled by a log-uniform factor in ``[dim_contrast, 1]``
-        (:attr:`AugmentConfig.min_contrast`; a stronger setting of the user's
-        is kept). Not on transmitted-light images, where scaling towards 0
-        darkens the bright background instead of fading the cells
-        (docs/benchmarks.md).
-        """
-        return dimmed_on_fluorescence(augment, summary, self.config.dim_contrast)
 
     # model files from before the dimmed patches (continued training keeps their augmentation)
     former_defaults: ClassVar[dict[str, Any]] = {"dim_contrast": 1.0}

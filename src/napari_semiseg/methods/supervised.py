@@ -21,11 +21,10 @@ import torch
 from torch import nn
 
 from ..data.annotations import BORDER, INTERIOR, relative_depth
-from ..data.augment import AugmentConfig
 from ..inference.postprocess import PostprocessConfig
 from ..losses import binary_cross_entropy, supervised_loss
 from ..models import UNet, UNetConfig
-from .base import Batch, Method, MethodConfig, StepOutput, dimmed_on_fluorescence, setting
+from .base import Batch, Method, MethodConfig, StepOutput, dim_contrast_field, setting
 
 
 def crop_like(tensor: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -197,7 +196,7 @@ class SupervisedConfig(MethodConfig):
         saddle between them (0 = never split).
     dim_contrast : float
         On fluorescence-like images also train on patches dimmed down to this
-        contrast (:func:`.base.dimmed_on_fluorescence`; 1 = off).
+        contrast (:meth:`.base.Method.augment_for_data`; 1 = off).
     """
 
     dice_weight: float = field(
@@ -214,14 +213,7 @@ class SupervisedConfig(MethodConfig):
     depth_prominence: float = depth_prominence_field()
     # off by default: 0.2 gave DSB fluorescence 0.640 -> 0.673 AP50 but CTC 0.947 -> 0.934
     # (three seeds each, docs/benchmarks.md); PPN-auxnet has it on
-    dim_contrast: float = field(
-        default=1.0,
-        metadata=setting(
-            0.05, 1.0, 0.05,
-            "on dark (fluorescence-like) images also train on patches dimmed down to this "
-            "contrast, so bright annotated cells teach dim ones (1 = off)",
-        ),
-    )  # fmt: skip
+    dim_contrast: float = dim_contrast_field(1.0)
 
 
 class SupervisedUNet(DepthOutput, Method):
@@ -236,10 +228,6 @@ class SupervisedUNet(DepthOutput, Method):
     Config = SupervisedConfig
     # model files from before the depth head was on by default
     former_defaults: ClassVar[dict[str, Any]] = {"depth_head": False}
-
-    def augment_for_data(self, augment: AugmentConfig, summary: dict[str, Any]) -> AugmentConfig:
-        """Dimmed training patches (``dim_contrast``) where the images look like fluorescence."""
-        return dimmed_on_fluorescence(augment, summary, getattr(self.config, "dim_contrast", 1.0))
 
     def __init__(self, config, model_config: UNetConfig, in_channels: int, device="cpu"):
         super().__init__(config, model_config, in_channels, device)
