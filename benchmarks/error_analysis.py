@@ -11,6 +11,9 @@ the benchmark (outside the annotated region). The script prints, per model:
 - the same counts by image, grouped by how large the image's cells are against
   the annotated ones (median area ratio), since sets such as the DSB nuclei mix
   sources whose nuclei differ 20-fold in area;
+- what the false objects lying on no cell look like next to the matched ones and
+  the annotated cells (median area, solidity, minor/major axis ratio, grey
+  level): on DSB brightfield they are folds of cytoplasm, long and concave;
 - with ``--set KEY=VALUE``, the AP50 of a post-processing variant on the *same*
   probabilities (so the difference is due to the post-processing alone).
 
@@ -32,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from skimage.measure import regionprops
 from skimage.segmentation import clear_border
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,6 +95,96 @@ def classify_misses(prediction: np.ndarray, truth: np.ndarray) -> dict[str, int]
     return counts
 
 
+#: Object measures of :func:`object_shapes`, in their column order.
+SHAPE_COLUMNS = ("area / annotated", "solidity", "axis ratio", "grey level")
+
+
+def object_shapes(labels: np.ndarray, grey: np.ndarray, ids=None) -> np.ndarray:
+    """Area, solidity, minor/major axis ratio and mean grey level of objects.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+    grey : numpy.ndarray
+        ``(Y, X)`` normalised grey image.
+    ids : collection of int, optional
+        Only these objects (default: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 4)`` float64, one row per object (columns :data:`SHAPE_COLUMNS`,
+        the area in pixels).
+
+    Examples
+    --------
+    >>> labels = np.zeros((20, 20), int); labels[2:8, 2:8] = 1; labels[10:12, 2:18] = 2
+    >>> object_shapes(labels, np.ones((20, 20)))[:, :3].round(2).tolist()
+    [[36.0, 1.0, 1.0], [32.0, 1.0, 0.11]]
+    """
+    rows = []
+    for r in regionprops(labels, grey):
+        if ids is not None and r.label not in ids:
+            continue
+        ratio = r.axis_minor_length / r.axis_major_length if r.axis_major_length else 1.0
+        rows.append((r.area, r.solidity, ratio, r.intensity_mean))
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def split_predictions(prediction: np.ndarray, truth: np.ndarray) -> tuple[set, set]:
+    """Predicted objects matched to a cell (IoU >= 0.5) and those lying on no cell.
+
+    "On no cell": under 5 % of the object's pixels belong to any cell.
+
+    Parameters
+    ----------
+    prediction, truth : numpy.ndarray
+        ``(Y, X)`` instance ids (already restricted to the scored area).
+
+    Returns
+    -------
+    matched, stray : set of int
+        Ids of ``prediction``.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0, 0, 0, 0]])
+    >>> pred = np.array([[1, 1, 0, 0, 2, 2]])
+    >>> split_predictions(pred, truth)
+    ({1}, {2})
+    """
+    pred_area = np.bincount(prediction.ravel())
+    truth_area = np.bincount(truth.ravel())
+    on_cells = np.bincount(prediction[truth > 0].ravel(), minlength=pred_area.size)
+    pairs, overlap = np.unique(
+        np.stack([prediction.ravel(), truth.ravel()]), axis=1, return_counts=True
+    )
+    matched = set()
+    for (p, t), n in zip(pairs.T, overlap, strict=True):
+        if p > 0 and t > 0 and n / (pred_area[p] + truth_area[t] - n) >= 0.5:
+            matched.add(int(p))
+    present = np.flatnonzero(pred_area)
+    stray = {int(p) for p in present if p > 0 and on_cells[p] < 0.05 * pred_area[p]}
+    return matched, stray
+
+
+def shape_table(groups: dict[str, np.ndarray], median_area: float) -> list[str]:
+    """Markdown rows: the median of each measure of :data:`SHAPE_COLUMNS` per group."""
+    lines = [
+        "| objects | n | " + " | ".join(SHAPE_COLUMNS) + " |",
+        "| --- | --- |" + " --- |" * len(SHAPE_COLUMNS),
+    ]
+    for name, rows in groups.items():
+        if not len(rows):
+            lines.append(f"| {name} | 0 |" + " – |" * len(SHAPE_COLUMNS))
+            continue
+        medians = np.median(rows, axis=0)
+        medians[0] /= max(median_area, 1e-9)
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(f"{v:.2f}" for v in medians) + " |")
+    return lines
+
+
 def analyse(path: Path, changes: dict) -> list[str]:
     """Report lines for one model file (empty when it cannot be analysed)."""
     dataset = fewlabels.dataset_of(path)
@@ -104,6 +198,7 @@ def analyse(path: Path, changes: dict) -> list[str]:
     total: dict[str, int] = {}
     by_ratio: dict[int, dict[str, int]] = {}
     own_masks, variant_masks = [], []
+    shapes: dict[str, list[np.ndarray]] = {"matched": [], "on no cell": []}
     for image, truth, ignore in zip(task.images, task.truths, task.ignores(), strict=True):
         prepared = _prepare(model, image, None, None)
         probabilities = run(predict_probabilities(model.method, prepared))
@@ -119,6 +214,10 @@ def analyse(path: Path, changes: dict) -> list[str]:
             mask, truth = clear_border(mask), clear_border(truth)
         scored_mask, scored_truth = apply_ignore(mask, truth, ignore)
         counts = classify_misses(scored_mask, scored_truth)
+        matched, stray = split_predictions(scored_mask, scored_truth)
+        grey = prepared.mean(0)
+        shapes["matched"].append(object_shapes(scored_mask, grey, matched))
+        shapes["on no cell"].append(object_shapes(scored_mask, grey, stray))
         areas = np.bincount(truth.ravel())[1:]
         ratio = float(np.median(areas[areas > 0])) / max(model.median_cell_area, 1e-9)
         group = int(np.searchsorted(RATIO_BINS, ratio, side="right")) - 1
@@ -148,6 +247,22 @@ def analyse(path: Path, changes: dict) -> list[str]:
             f"{c['fp']} | {c['missed']} | {c['merged']} | {c['partial']} | "
             f"{c['tp'] / max(c['tp'] + errors, 1):.3f} |"
         )
+    annotated = object_shapes(task.labels, _prepare(model, task.images[0], None, None).mean(0))
+    lines += [
+        "",
+        (
+            "What the predicted objects look like (medians; false objects lying on no "
+            "cell next to the matched ones and the annotated cells):"
+        ),
+        "",
+        *shape_table(
+            {
+                "annotated cells": annotated,
+                **{name: np.concatenate(rows) for name, rows in shapes.items()},
+            },
+            model.median_cell_area,
+        ),
+    ]
     if changes:
         a, b = fewlabels.score(task, own_masks), fewlabels.score(task, variant_masks)
         lines += [
