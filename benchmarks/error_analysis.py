@@ -41,7 +41,7 @@ from skimage.segmentation import clear_border
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
 from napari_semiseg.api import _prepare
-from napari_semiseg.evaluation import apply_ignore
+from napari_semiseg.evaluation import apply_ignore, iou_matrix
 from napari_semiseg.inference import run
 from napari_semiseg.inference.postprocess import instances_from_probabilities
 from napari_semiseg.inference.predict import predict_probabilities
@@ -154,18 +154,11 @@ def split_predictions(prediction: np.ndarray, truth: np.ndarray) -> tuple[set, s
     >>> split_predictions(pred, truth)
     ({1}, {2})
     """
+    iou = iou_matrix(prediction, truth)  # (truth, prediction); ids need not be sequential
+    matched = {int(p) + 1 for p in np.flatnonzero((iou >= 0.5).any(0))}
     pred_area = np.bincount(prediction.ravel())
-    truth_area = np.bincount(truth.ravel())
     on_cells = np.bincount(prediction[truth > 0].ravel(), minlength=pred_area.size)
-    pairs, overlap = np.unique(
-        np.stack([prediction.ravel(), truth.ravel()]), axis=1, return_counts=True
-    )
-    matched = set()
-    for (p, t), n in zip(pairs.T, overlap, strict=True):
-        if p > 0 and t > 0 and n / (pred_area[p] + truth_area[t] - n) >= 0.5:
-            matched.add(int(p))
-    present = np.flatnonzero(pred_area)
-    stray = {int(p) for p in present if p > 0 and on_cells[p] < 0.05 * pred_area[p]}
+    stray = {int(p) for p in np.flatnonzero(on_cells < 0.05 * pred_area) if p > 0}
     return matched, stray
 
 
