@@ -84,8 +84,10 @@ N_CELLS = 10
 #: the steps of version 4 on this machine).
 CODE = 5
 #: Version of the post-processing that scored a run (runs without one are 1):
-#: 2 = with the contrast filter (``PostprocessConfig.min_contrast``).
-SCORING = 2
+#: 2 = with the contrast filter (``PostprocessConfig.min_contrast``); 3 = PPN-auxnet
+#: joins touching instances that form one convex cell (``join_contact``; the other
+#: methods' masks are those of 2).
+SCORING = 3
 
 
 @dataclass

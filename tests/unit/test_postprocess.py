@@ -7,8 +7,10 @@ from napari_semiseg.data.annotations import instance_borders, relative_depth, se
 from napari_semiseg.inference.postprocess import (
     PostprocessConfig,
     annotated_confidence,
+    contact_lengths,
     fill_object_holes,
     instances_from_probabilities,
+    join_cut_objects,
     remove_small_objects,
     remove_weak_seeds,
 )
@@ -207,3 +209,36 @@ def test_a_flat_top_is_not_split_at_a_diagonal_step():
     assert split_by_depth(seeds, depth, 0.3).max() == 1
     depth[2, 2], depth[3, 3] = 0.5, 0.9  # two tops with a saddle 0.4 below
     assert split_by_depth(seeds, depth, 0.3).max() == 3
+
+
+def test_contact_lengths_count_each_side():
+    labels = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 1, 3, 2]])
+    contacts = contact_lengths(labels)
+    # 1's pixels (0,1), (1,1) touch 2; 2's (0,2), (1,2) touch 1; (2,1) | (2,2) for 1 | 3;
+    # 2's (1,2) is above 3 and (2,3) beside it; 3's one pixel touches 2
+    expected = {(1, 2): 2, (2, 1): 2, (1, 3): 1, (3, 1): 1, (2, 3): 2, (3, 2): 1}
+    assert contacts == expected  # background (0) is no neighbour
+
+
+def test_a_disk_cut_in_two_is_joined_and_touching_disks_are_not():
+    disk = disks(shape=(40, 40), centres=((20, 20),), radius=12)
+    cut = disk.copy()
+    cut[(disk > 0) & (np.arange(40)[None, :] >= 23)] = 2  # a chord off centre
+    joined = join_cut_objects(cut)
+    assert np.unique(joined).tolist() == [0, 1]
+    np.testing.assert_array_equal(joined > 0, disk > 0)
+    # three pieces of one disk: the quarters join first, then the chord joins them
+    three = cut.copy()
+    three[(cut == 1) & (np.arange(40)[:, None] >= 20)] = 3
+    assert np.unique(join_cut_objects(three)).tolist() == [0, 1]
+    # two touching disks (a waist), and two disks sharing a flattened border
+    pair = disks(shape=(40, 60), centres=((20, 18), (20, 40)), radius=11)
+    np.testing.assert_array_equal(join_cut_objects(pair), pair)
+    pressed = disks(shape=(40, 60), centres=((20, 20), (20, 36)), radius=11)
+    assert np.unique(join_cut_objects(pressed)).tolist() == [0, 1, 2]
+    # a small cell against a large one: short contact, the union has a waist
+    small = disks(shape=(60, 60), centres=((30, 25), (30, 44)), radius=0)
+    small[disks((60, 60), ((30, 25),), 14) > 0] = 1
+    small[disks((60, 60), ((30, 44),), 6) > 0] = 2
+    assert np.unique(join_cut_objects(small)).tolist() == [0, 1, 2]
+    assert join_cut_objects(cut, min_contact=0) is cut  # off

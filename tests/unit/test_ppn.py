@@ -340,3 +340,37 @@ def test_a_cell_cut_by_the_image_border_keeps_its_proposal(reach, found):
         assert rows.max() == 3
         assert cols.min() == 50 - 5
         assert cols.max() == 50 + 5
+
+
+@pytest.mark.parametrize("join", [0.0, 1.0])
+def test_a_nucleus_cut_by_two_proposals_is_joined(join):
+    # a large disk with two proposals on it (each mask fades from its own
+    # centre, so the argmax cuts the disk in two) beside two touching disks
+    radius, halo = 14, 20
+    big = disks((40, 100), ((20, 28),), radius=10.0) > 0
+    pair = disks((40, 100), ((20, 62), (20, 81)), radius=10.0)
+    image = (1.0 * big + np.where(pair == 1, 0.7, 0.0) + np.where(pair == 2, 0.8, 0.0))[None]
+    centres = np.array([[20.0, 22.0], [20.0, 34.0], [20.0, 62.0], [20.0, 81.0]])
+    values = (1.0, 1.0, 0.7, 0.8)
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+
+    def propose(tile: np.ndarray) -> TileProposals:  # tile = image + halo on every side
+        windows = []
+        for (cy, cx), value in zip(centres + halo, values, strict=True):
+            part = tile[0, round(cy) - radius : round(cy) + radius + 1,
+                        round(cx) - radius : round(cx) + radius + 1]  # fmt: skip
+            windows.append(np.where(part == value, 5.0 - 0.1 * np.hypot(yy, xx), -5.0))
+        return TileProposals(centres + halo, np.full(4, 0.9), np.array(windows, np.float32))
+
+    labels, _ = run(
+        segment_from_proposals(
+            propose, image.astype(np.float32), radius, 4, TilingConfig(256, halo, 0),
+            join_contact=join,
+        )
+    )  # fmt: skip
+    assert labels.max() == (3 if join else 4)
+    assert len(np.unique(labels[big])) == (1 if join else 2)
+    assert (labels[big] > 0).all()
+    for index in (1, 2):  # the touching pair stays two cells, each whole
+        assert len(np.unique(labels[pair == index])) == 1
+    assert labels[20, 62] != labels[20, 81]

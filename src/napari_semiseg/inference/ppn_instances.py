@@ -10,7 +10,8 @@ square window around its centre. This module
 2. merges proposals closer than ``min_distance`` over the whole image (the
    higher score wins);
 3. labels each pixel with the proposal of the highest mask logit when that
-   logit exceeds the threshold (``argmax_k z_k``, ``max_k m_k > 0.5``).
+   logit exceeds the threshold (``argmax_k z_k``, ``max_k m_k > 0.5``);
+4. joins touching instances that look like one convex cell cut in pieces.
 
 Every step sees the same numbers whatever the tiling, so a large image gives
 the same instances tiled as in one piece.
@@ -25,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
-from .postprocess import fill_object_holes, remove_small_objects
+from .postprocess import fill_object_holes, join_cut_objects, remove_small_objects
 from .proposals import merge_close
 from .tiling import TileDone, TilingConfig, plan_tiles
 
@@ -178,6 +179,7 @@ def segment_from_proposals(
     min_area: float = 0.0,
     fill_holes: bool = True,
     border_reach: float = 0.0,
+    join_contact: float = 0.0,
 ) -> Generator[TileDone, None, tuple[np.ndarray, np.ndarray]]:
     """Instance masks of a whole image from a tile-wise proposal model.
 
@@ -207,6 +209,10 @@ def segment_from_proposals(
         are kept (owned by the tile of the nearest image pixel): a cell cut
         by the image border, mirrored by the padding, has its centre on the
         border line or just beyond it, and its mask inside.
+    join_contact : float
+        Touching instances that look like one convex cell cut in pieces are
+        joined (:func:`.postprocess.join_cut_objects` with this
+        ``min_contact``; 0 = never): two score peaks on one large nucleus.
 
     Yields
     ------
@@ -250,6 +256,7 @@ def segment_from_proposals(
     origins = np.round(all_centres[keep]).astype(np.int64) - window_radius
     labels, best = assemble_instances(origins, all_windows[keep], (height, width), threshold)
     labels = keep_largest_fragment(labels)
+    labels = join_cut_objects(labels, join_contact)
     labels = remove_small_objects(labels, min_area)
     if fill_holes:
         labels = fill_object_holes(labels)

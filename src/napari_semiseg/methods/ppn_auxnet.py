@@ -88,6 +88,14 @@ class PPNAuxConfig(MethodConfig):
     merge_distance: float = field(
         default=0.5, metadata=setting(0, 2, 0.05, "merge proposals closer than this (cell radii)")
     )
+    join_contact: float = field(
+        default=1.0,
+        metadata=setting(
+            0, 4, 0.1,
+            "join touching instances sharing a border this many times the smaller one's "
+            "diameter, when their union is convex (0 = never): a nucleus cut by two proposals",
+        ),
+    )  # fmt: skip
     border_reach: float = field(
         default=0.5,
         metadata=setting(
@@ -734,7 +742,7 @@ class PPNAuxNet(Method):
                 self._propose_tile, work, self._window(radius)[1], self.main.multiple, tiling,
                 self.config.merge_distance * radius, threshold,
                 postprocess.min_size_fraction * median_area, postprocess.fill_holes,
-                self.config.border_reach * radius,
+                self.config.border_reach * radius, self.config.join_contact,
             )  # fmt: skip
         finally:
             self.train(was_training)
