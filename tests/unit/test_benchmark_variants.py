@@ -1,25 +1,17 @@
 """benchmarks/fewlabels.py: config variants given as --set KEY=VALUE."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from tests._benchmarks import benchmark_modules
 
 from napari_semiseg.api import make_config
 
 
 @pytest.fixture(scope="module")
 def fewlabels():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fewlabels.py"
-    spec = importlib.util.spec_from_file_location("fewlabels", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fewlabels"] = module  # its dataclasses look themselves up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("fewlabels", None)
+    with benchmark_modules("fewlabels") as modules:
+        yield modules["fewlabels"]
 
 
 def test_settings_change_nested_config_fields(fewlabels):

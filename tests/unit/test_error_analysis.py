@@ -1,28 +1,14 @@
 """benchmarks/error_analysis.py: the shape report of false objects."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests._benchmarks import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def analysis():
-    modules = {}
-    for name in ("fewlabels", "error_analysis"):  # error_analysis imports fewlabels
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        modules[name] = importlib.util.module_from_spec(spec)
-        sys.modules[name] = modules[name]
-        spec.loader.exec_module(modules[name])
-    try:
+    with benchmark_modules("fewlabels", "error_analysis") as modules:  # in import order
         yield modules["error_analysis"]
-    finally:
-        for name in modules:
-            sys.modules.pop(name, None)
 
 
 def _scene():

@@ -1,0 +1,57 @@
+"""benchmarks/correction_loop.py: the simulated biologist's corrections."""
+
+import numpy as np
+import pytest
+from tests._benchmarks import benchmark_modules
+
+
+@pytest.fixture(scope="module")
+def loop():
+    with benchmark_modules("fewlabels", "error_analysis", "correction_loop") as modules:
+        yield modules["correction_loop"]
+
+
+def _task(loop):
+    truth = np.zeros((40, 40), np.int32)
+    truth[2:8, 2:8] = 1
+    truth[30:36, 30:36] = 2
+    known = np.zeros((40, 40), bool)
+    known[0:12, 0:12] = True  # the annotated square holds cell 1
+    labels = np.where(known, truth, 0)
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 40)).astype(np.float32) for _ in range(2)]
+    return loop.fewlabels.Task(
+        "toy", images, [truth, truth.copy()], ["a", "b"], labels, known, (0, 0, 12)
+    )
+
+
+def test_the_largest_false_objects_are_painted_annotated_image_first(loop):
+    task = _task(loop)
+    first = task.truths[0].copy()
+    first[9:11, 0:4] = 3  # on no cell, but inside the annotated square: not a candidate
+    first[15:18, 15:25] = 4  # 30 px on no cell
+    first[20:22, 0:5] = 5  # 10 px on no cell
+    second = task.truths[1].copy()
+    second[0:6, 20:30] = 6  # 60 px on no cell, but on the next image
+    painted = loop.false_objects([first, second], task.truths, task.known, 2)
+    assert painted[0].sum() == 30 + 10  # both candidates of the annotated image
+    assert painted[0][(first == 4) | (first == 5)].all()
+    assert not painted[1].any()
+    painted = loop.false_objects([first, second], task.truths, task.known, 3)
+    assert painted[1].sum() == 60  # the third comes from the next image
+    assert not painted[0][first == 3].any()
+    assert not painted[0][task.truths[0] > 0].any()  # cells are never painted
+
+
+def test_corrections_become_known_background(loop):
+    task = _task(loop)
+    painted = [np.zeros((40, 40), bool), np.zeros((40, 40), bool)]
+    painted[0][15:18, 15:25] = True
+    painted[1][0:6, 20:30] = True
+    data = loop.corrected_data(task, painted)
+    first, second = data.images[0], data.images[1]
+    np.testing.assert_array_equal(first.known, task.known | painted[0])
+    np.testing.assert_array_equal(first.labels, task.labels)  # the cells stay
+    np.testing.assert_array_equal(second.known, painted[1])
+    assert second.labels is not None
+    assert not second.labels.any()  # painted pixels are background
