@@ -143,6 +143,17 @@ def test_weights_of_another_architecture_refused(toy_data, tiny_config, tmp_path
         load_checkpoint(path)
 
 
+def test_settings_of_another_version_refused(toy_data, tiny_config, tmp_path):
+    path = tmp_path / "m.pt"
+    _events(train(toy_data, tiny_config, out=path))
+    payload = torch.load(path, weights_only=True)
+    payload["method_config"]["input_low"] = 0.1  # a setting this version lacks
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=r"settings do not fit this version.*input_low") as e:
+        load_checkpoint(path)
+    assert "update napari-semiseg" in str(e.value)
+
+
 def test_config_validation_and_json():
     with pytest.raises(SemisegInputError, match="device"):
         TrainConfig(device="tpu")

@@ -266,11 +266,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
             f"update napari-semiseg (known methods: {', '.join(sorted(METHODS))})",
             str(path),
         )
+    settings = {**METHODS[name].former_defaults, **payload["method_config"]}
+    try:  # settings missing from older files take the default they were trained with
+        METHODS[name].Config.from_dict(settings)
+    except SemisegInputError as exc:  # settings a newer (or other) version wrote
+        raise ModelFileError(
+            f"the file's {name} settings do not fit this version ({exc.problem})",
+            "update napari-semiseg to the version that wrote it, or retrain the model",
+            str(path),
+        ) from exc
     try:
         method = build_method(
             name,
-            # settings missing from older files take the default they were trained with
-            {**METHODS[name].former_defaults, **payload["method_config"]},
+            settings,
             UNetConfig(**payload["model_config"]),
             int(payload["in_channels"]),
             device,
