@@ -1,14 +1,18 @@
 """PPN-auxnet specifics beyond the contract: two optimisers, size prior, tiling, decoding."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from skimage.segmentation import relabel_sequential
 
 from napari_semiseg.data import PatchSampler, SamplerConfig
 from napari_semiseg.engine import TrainConfig, train
 from napari_semiseg.engine.loop import _to_tensors
 from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import TilingConfig, run, segment
+from napari_semiseg.inference.postprocess import join_cut_objects
 from napari_semiseg.inference.scale import resize_image, resize_labels
 from napari_semiseg.methods import METHODS, build_method
 from napari_semiseg.methods.ppn_auxnet import PPNAuxConfig, auto_stride
@@ -105,6 +109,11 @@ def test_preview_layers(toy_data):
         maps["proposals_points"][:, :2],
         atol=1e-4,
     )
+    # the instances layer joins cut cells as prediction does (join_contact)
+    method.config = dataclasses.replace(method.config, join_contact=0.0)
+    apart = method.preview(x)["instances"]
+    joined = relabel_sequential(join_cut_objects(apart, 1.0))[0]
+    np.testing.assert_array_equal(maps["instances"], joined)
 
 
 def test_tiled_segmentation_equals_one_piece(toy_data):

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data.annotations import BORDER, IGNORE, INTERIOR
 from ..errors import SemisegInputError
-from ..inference.postprocess import drop_faint_objects
+from ..inference.postprocess import drop_faint_objects, join_cut_objects
 from ..inference.ppn_instances import TileProposals, segment_from_proposals
 from ..inference.proposals import (
     Proposals,
@@ -601,7 +601,8 @@ class PPNAuxNet(Method):
         found = maps["found"][0]
         points = torch.cat([found.centres, found.scores[:, None]], 1)
         vectors = torch.stack([found.anchors, found.centres - found.anchors], 1)
-        instances = _relabel(labels[0].cpu().numpy())
+        # as at prediction: pieces of one convex cell are one instance
+        instances = _relabel(join_cut_objects(labels[0].cpu().numpy(), self.config.join_contact))
         return {
             "probabilities": probs.float().cpu().numpy(),
             "foreground": s.float().cpu().numpy(),
