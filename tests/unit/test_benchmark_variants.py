@@ -30,6 +30,15 @@ def test_settings_change_nested_config_fields(fewlabels):
     assert make_config().augment.min_contrast == 1.0  # the default is untouched
 
 
+def test_equal_step_runs_are_a_variant(fewlabels):
+    # runs of different machine days compare at equal steps: --set steps=N with a budget
+    # long enough never to stop them first
+    base = make_config(steps=1_000_000, time_budget=3600.0)
+    config = fewlabels.apply_settings(base, fewlabels.parse_settings(["steps=800"]))
+    assert config.steps == 800
+    assert config.time_budget == 3600.0
+
+
 def test_unknown_fields_and_bad_items_are_refused(fewlabels):
     with pytest.raises(ValueError, match="no such config field"):
         fewlabels.apply_settings(make_config(), {"augment.contrast": 0.2})
