@@ -30,10 +30,11 @@ OMP_NUM_THREADS=1 python benchmarks/correction_loop.py --threads 1 --seeds 0,1,2
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
 from error_analysis import split_predictions
-from napari_semiseg.api import load_model, make_config, segment_array
-from napari_semiseg.data import TrainingData
+from napari_semiseg.api import segment_array
 from napari_semiseg.engine import train
-from napari_semiseg.engine.checkpoint import save_checkpoint
-from napari_semiseg.evaluation import evaluate
 from napari_semiseg.inference import run
 
 
@@ -93,37 +91,9 @@ def false_objects(
     return painted
 
 
-def corrected_data(task: fewlabels.Task, painted: list[np.ndarray]) -> TrainingData:
-    """The few-label training data with painted pixels added as known background."""
-    images = [*task.images, *task.extra_unlabelled]
-    labels: list[np.ndarray | None] = [None] * len(images)
-    masks: list[np.ndarray | None] = [None] * len(images)
-    labels[0], masks[0] = task.labels, task.known | painted[0]
-    for index, paint in enumerate(painted[1:], start=1):
-        if paint.any():
-            labels[index] = np.zeros(paint.shape, np.int32)
-            masks[index] = paint
-    names = [*task.names, *["u"] * len(task.extra_unlabelled)]
-    return TrainingData.from_arrays(images, labels, masks, names=names)
-
-
-def scores(task: fewlabels.Task, masks: list[np.ndarray], painted: list[np.ndarray]) -> dict:
-    """AP50 etc. outside the annotated square and the painted pixels."""
-    ignores = [task.known | painted[0], *painted[1:]]
-    return evaluate(
-        masks, task.truths, ignores, exclude_border=task.name in fewlabels.EXCLUDE_BORDER
-    )
-
-
 def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
     """First training, the corrections, and the two continuations of one seed."""
-
-    def config(budget: float):
-        return make_config(
-            method=method, steps=1_000_000, time_budget=budget, seed=seed, device="auto",
-            preview_every=0,
-        )  # fmt: skip
-
+    config = partial(fewlabels.budget_config, method, seed)
     first = run(train(fewlabels.training_data(task), config(args.budget))).model
     masks = [segment_array(first, image) for image in task.images]
     painted = false_objects(masks, task.truths, task.known, args.marks)
@@ -132,21 +102,20 @@ def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
         "marked_objects": args.marks,
         "marked_pixels": int(sum(p.sum() for p in painted)),
         "marked_images": [i for i, p in enumerate(painted) if p.any()],
-        "first": scores(task, masks, painted),
+        # scored outside the painted pixels too: the painted objects themselves do not count
+        "first": fewlabels.score(task, masks, painted),
     }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "first.pt"
-        save_checkpoint(
-            path, first.method, first.train_config, first.metadata,
-            normalization=first.normalization,
-        )  # fmt: skip
-        for name, data in (
-            ("continued", fewlabels.training_data(task)),
-            ("corrected", corrected_data(task, painted)),
-        ):
-            resume = load_model(path, "cpu")
-            model = run(train(data, config(args.more), resume=resume)).model
-            row[name] = scores(task, [segment_array(model, im) for im in task.images], painted)
+    for name, data in (
+        ("continued", fewlabels.training_data(task)),
+        ("corrected", fewlabels.training_data(task, background=painted)),
+    ):
+        resume = copy.deepcopy(first)  # training continues the model in place
+        # a fresh optimizer, as in the runs of 2026-12-07 (they continued from the
+        # saved weights); the widget's Continue keeps Adam's state
+        resume.optimizer_state = None
+        model = run(train(data, config(args.more), resume=resume)).model
+        masks = [segment_array(model, image) for image in task.images]
+        row[name] = fewlabels.score(task, masks, painted)
     return row
 
 

@@ -136,9 +136,16 @@ def dataset_of(path: Path) -> str | None:
 
 
 def training_data(
-    task: Task, full: bool = False, norm: Normalization | None = None
+    task: Task,
+    full: bool = False,
+    norm: Normalization | None = None,
+    background: list[np.ndarray] | None = None,
 ) -> TrainingData:
-    """Few-label training data (or full labels for the ceiling)."""
+    """Few-label training data (or full labels for the ceiling).
+
+    ``background``: per image of the set, ``(Y, X)`` bool pixels a user painted as
+    known background after a prediction (added to the few-label annotation).
+    """
     images = [*task.images, *task.extra_unlabelled]
     if full:
         labels = [*task.truths, *[None] * len(task.extra_unlabelled)]
@@ -146,6 +153,11 @@ def training_data(
     else:
         labels = [task.labels, *[None] * (len(images) - 1)]
         masks = [task.known, *[None] * (len(images) - 1)]
+        for index, paint in enumerate(background or []):
+            if paint.any():
+                masks[index] = paint if masks[index] is None else masks[index] | paint
+                if labels[index] is None:
+                    labels[index] = np.zeros(paint.shape, np.int32)
     return TrainingData.from_arrays(
         images,
         labels,
@@ -155,9 +167,22 @@ def training_data(
     )
 
 
-def score(task: Task, masks: list[np.ndarray]) -> dict[str, float]:
-    """Scores outside the annotated region."""
-    return evaluate(masks, task.truths, task.ignores(), exclude_border=task.name in EXCLUDE_BORDER)
+def budget_config(method: str, seed: int, budget: float) -> TrainConfig:
+    """Training config of a benchmark run: ``budget`` seconds, no step limit, no previews."""
+    return make_config(
+        method=method, steps=1_000_000, time_budget=budget, seed=seed, device="auto",
+        preview_every=0,
+    )  # fmt: skip
+
+
+def score(
+    task: Task, masks: list[np.ndarray], ignored: list[np.ndarray] | None = None
+) -> dict[str, float]:
+    """Scores outside the annotated region (and outside ``ignored``, per image, if given)."""
+    ignores = task.ignores()
+    for index, extra in enumerate(ignored or []):
+        ignores[index] = extra if ignores[index] is None else ignores[index] | extra
+    return evaluate(masks, task.truths, ignores, exclude_border=task.name in EXCLUDE_BORDER)
 
 
 def load_task_model(task: Task, path: Path) -> LoadedModel:
@@ -232,14 +257,7 @@ def run_method(
         if name.startswith("normalization.")
     }
     data = training_data(task, full, Normalization(**norm_fields) if norm_fields else None)
-    config = make_config(
-        method=method,
-        steps=1_000_000,
-        time_budget=budget,
-        seed=seed,
-        device="auto",
-        preview_every=0,
-    )
+    config = budget_config(method, seed, budget)
     if settings:
         config = apply_settings(config, settings)
     started = time.perf_counter()

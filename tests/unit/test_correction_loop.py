@@ -48,10 +48,21 @@ def test_corrections_become_known_background(loop):
     painted = [np.zeros((40, 40), bool), np.zeros((40, 40), bool)]
     painted[0][15:18, 15:25] = True
     painted[1][0:6, 20:30] = True
-    data = loop.corrected_data(task, painted)
+    data = loop.fewlabels.training_data(task, background=painted)
     first, second = data.images[0], data.images[1]
     np.testing.assert_array_equal(first.known, task.known | painted[0])
     np.testing.assert_array_equal(first.labels, task.labels)  # the cells stay
     np.testing.assert_array_equal(second.known, painted[1])
     assert second.labels is not None
     assert not second.labels.any()  # painted pixels are background
+
+
+def test_painted_pixels_are_left_out_of_the_scores(loop):
+    task = _task(loop)
+    first = task.truths[0].copy()
+    first[15:18, 15:25] = 4  # a false object, painted afterwards
+    masks = [first, task.truths[1].copy()]
+    painted = [first == 4, np.zeros((40, 40), bool)]
+    plain = loop.fewlabels.score(task, masks)
+    assert plain["ap50"] == pytest.approx(3 / 4)  # cell 1 lies in the annotated square
+    assert loop.fewlabels.score(task, masks, painted)["ap50"] == pytest.approx(1.0)

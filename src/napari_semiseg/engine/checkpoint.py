@@ -266,24 +266,22 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
             f"update napari-semiseg (known methods: {', '.join(sorted(METHODS))})",
             str(path),
         )
-    settings = {**METHODS[name].former_defaults, **payload["method_config"]}
-    try:  # settings missing from older files take the default they were trained with
-        METHODS[name].Config.from_dict(settings)
+    try:
+        method = build_method(
+            name,
+            # settings missing from older files take the default they were trained with
+            {**METHODS[name].former_defaults, **payload["method_config"]},
+            UNetConfig(**payload["model_config"]),
+            int(payload["in_channels"]),
+            device,
+        )
+        method.load_state_dict(payload["state"])
     except SemisegInputError as exc:  # settings a newer (or other) version wrote
         raise ModelFileError(
             f"the file's {name} settings do not fit this version ({exc.problem})",
             "update napari-semiseg to the version that wrote it, or retrain the model",
             str(path),
         ) from exc
-    try:
-        method = build_method(
-            name,
-            settings,
-            UNetConfig(**payload["model_config"]),
-            int(payload["in_channels"]),
-            device,
-        )
-        method.load_state_dict(payload["state"])
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise ModelFileError(
