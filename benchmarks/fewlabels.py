@@ -86,8 +86,9 @@ CODE = 5
 #: Version of the post-processing that scored a run (runs without one are 1):
 #: 2 = with the contrast filter (``PostprocessConfig.min_contrast``); 3 = PPN-auxnet
 #: joins touching instances that form one convex cell (``join_contact``; the other
-#: methods' masks are those of 2).
-SCORING = 3
+#: methods' masks are those of 2); 4 = that join measures the convexity of the union
+#: with its holes filled.
+SCORING = 4
 
 
 @dataclass

@@ -242,3 +242,18 @@ def test_a_disk_cut_in_two_is_joined_and_touching_disks_are_not():
     small[disks((60, 60), ((30, 44),), 6) > 0] = 2
     assert np.unique(join_cut_objects(small)).tolist() == [0, 1, 2]
     assert join_cut_objects(cut, min_contact=0) is cut  # off
+
+
+def test_a_cut_cell_with_unclaimed_pixels_between_its_pieces_is_joined():
+    # two halves of a disk with a slit between them that neither piece claimed (a
+    # hole of 17 x 5 px): the union without its hole would be too concave (0.81)
+    disk = disks(shape=(40, 40), centres=((20, 20),), radius=12)
+    cut = disk.copy()
+    cut[(disk > 0) & (np.arange(40)[None, :] >= 20)] = 2
+    cut[18:23, 12:29] = 0
+    assert contact_lengths(cut)[1, 2] >= 2 * np.sqrt((cut == 1).sum() / np.pi)
+    assert np.unique(join_cut_objects(cut)).tolist() == [0, 1]
+    # the same slit open to the outside is no hole: two pieces with a notch stay apart
+    notch = cut.copy()
+    notch[18:23, 5:12] = 0
+    assert np.unique(join_cut_objects(notch)).tolist() == [0, 1, 2]

@@ -282,7 +282,8 @@ def join_cut_objects(
     convex. Two touching objects are joined when the smaller one touches the
     other along at least ``min_contact`` times its equivalent diameter
     (``2 sqrt(area / pi)``) and the solidity of their union (area over
-    convex-hull area) is at least ``min_solidity``. Joined objects are
+    convex-hull area, holes filled: the pixels between two pieces that
+    neither claimed belong to the cell) is at least ``min_solidity``. Joined objects are
     tested again against their neighbours, so a cell cut in three joins too.
 
     Parameters
@@ -345,7 +346,8 @@ def _join_once(labels: np.ndarray, min_contact: float, min_solidity: float) -> n
             slice(min(p.start, q.start), max(p.stop, q.stop))
             for p, q in zip(boxes[a - 1], boxes[b - 1], strict=True)
         )
-        union = (labels[box] == a) | (labels[box] == b)
+        # holes filled: pixels between the pieces that no mask claimed are the cell's
+        union = ndi.binary_fill_holes((labels[box] == a) | (labels[box] == b))
         if union.sum() < min_solidity * convex_hull_image(union).sum():
             continue
         ra, rb = root(a), root(b)
