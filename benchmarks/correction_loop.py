@@ -6,7 +6,11 @@ annotated, see objects on empty background, paint over the largest ``--marks`` o
 them as known background, and press Train again (the model continues). The
 simulated biologist paints exactly the predicted object (no cell pixel: it lies on
 no annotated-in-truth cell). When the annotated image has fewer such objects, the
-next images are looked at in order.
+next images are looked at in order. With ``--cells N`` they also paint the N
+largest cells the prediction missed (no predicted object overlaps them with IoU
+0.5 or more: missed, cut or merged with a neighbour) as new annotated cells, as
+with **New cell** (known on the cell's own pixels), looking at the images in the
+same order.
 
 Three models are scored per seed, on the same pixels:
 
@@ -17,13 +21,14 @@ Three models are scored per seed, on the same pixels:
   corrections added.
 
 Scores are those of ``fewlabels.py`` (outside the annotated square) with the
-painted pixels ignored as well: predictions lying mostly on them are dropped, so
-the corrected objects themselves do not count and what is measured is whether
-the network learnt the *kind* of false object elsewhere.
+painted pixels ignored as well: predictions lying mostly on them are dropped, and
+cells touching them too, so the corrected objects themselves do not count and what
+is measured is whether the network learnt the *kind* of error elsewhere.
 
 Examples
 --------
 python benchmarks/correction_loop.py --sets dsb2018_brightfield_nuclei --seeds 0
+python benchmarks/correction_loop.py --sets ctc_fluo_n2dh_gowt1 --marks 0 --cells 3
 OMP_NUM_THREADS=1 python benchmarks/correction_loop.py --threads 1 --seeds 0,1,2 --json c.json
 """
 
@@ -39,12 +44,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skimage.segmentation import relabel_sequential
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fewlabels
 from error_analysis import split_predictions
 from napari_semiseg.api import segment_array
 from napari_semiseg.engine import train
+from napari_semiseg.evaluation import iou_matrix
 from napari_semiseg.inference import run
 
 
@@ -91,23 +98,76 @@ def false_objects(
     return painted
 
 
+def missed_cells(
+    masks: list[np.ndarray], truths: list[np.ndarray], known: np.ndarray, count: int
+) -> list[np.ndarray]:
+    """The largest true cells no prediction found, as a biologist would paint them.
+
+    A cell is missed when no predicted object overlaps it with IoU 0.5 or more
+    (missed, cut in pieces, or merged with a neighbour). Cells with a pixel in
+    the annotated square of the first image are not candidates.
+
+    Parameters
+    ----------
+    masks, truths : list of numpy.ndarray
+        ``(Y, X)`` predicted and true instance ids of every image.
+    known : numpy.ndarray
+        ``(Y, X)`` bool annotated square of the first image.
+    count : int
+        How many cells to paint in all.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``(Y, X)`` int32 painted cells per image (their true ids; 0 elsewhere).
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0, 2, 2, 2, 0, 3]])
+    >>> pred = np.array([[1, 1, 0, 0, 0, 2, 0, 0]])
+    >>> [m.tolist() for m in missed_cells([pred], [truth], truth < 0, 1)]
+    [[[0, 0, 0, 2, 2, 2, 0, 0]]]
+    """
+    painted = [np.zeros(m.shape, np.int32) for m in masks]
+    left = count
+    for index, (mask, truth) in enumerate(zip(masks, truths, strict=True)):
+        if left <= 0:
+            break
+        truth, _, back = relabel_sequential(truth)
+        found = (iou_matrix(relabel_sequential(mask)[0], truth) >= 0.5).any(1)
+        areas = np.bincount(truth.ravel())[1:]
+        candidates = np.flatnonzero(~found) + 1
+        if index == 0:
+            inside = set(np.unique(truth[known]).tolist())
+            candidates = np.array([c for c in candidates if c not in inside], np.int64)
+        for cell in sorted(candidates.tolist(), key=lambda c: -areas[c - 1])[:left]:
+            painted[index][truth == cell] = back[cell]
+            left -= 1
+    return painted
+
+
 def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
     """First training, the corrections, and the two continuations of one seed."""
     config = partial(fewlabels.budget_config, method, seed)
     first = run(train(fewlabels.training_data(task), config(args.budget))).model
     masks = [segment_array(first, image) for image in task.images]
     painted = false_objects(masks, task.truths, task.known, args.marks)
+    cells = missed_cells(masks, task.truths, task.known, args.cells)
+    ignored = [p | (c > 0) for p, c in zip(painted, cells, strict=True)]
     row = {
         "seed": seed,
         "marked_objects": args.marks,
         "marked_pixels": int(sum(p.sum() for p in painted)),
         "marked_images": [i for i, p in enumerate(painted) if p.any()],
+        "painted_cells": int(sum(np.unique(c).size - 1 for c in cells)),
+        "painted_cell_pixels": int(sum((c > 0).sum() for c in cells)),
+        "painted_cell_images": [i for i, c in enumerate(cells) if c.any()],
         # scored outside the painted pixels too: the painted objects themselves do not count
-        "first": fewlabels.score(task, masks, painted),
+        "first": fewlabels.score(task, masks, ignored),
     }
     for name, data in (
         ("continued", fewlabels.training_data(task)),
-        ("corrected", fewlabels.training_data(task, background=painted)),
+        ("corrected", fewlabels.training_data(task, background=painted, cells=cells)),
     ):
         resume = copy.deepcopy(first)  # training continues the model in place
         # a fresh optimizer, as in the runs of 2026-12-07 (they continued from the
@@ -115,7 +175,7 @@ def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
         resume.optimizer_state = None
         model = run(train(data, config(args.more), resume=resume)).model
         masks = [segment_array(model, image) for image in task.images]
-        row[name] = fewlabels.score(task, masks, painted)
+        row[name] = fewlabels.score(task, masks, ignored)
     return row
 
 
@@ -137,9 +197,11 @@ def markdown(results: dict) -> str:
     for (name, method), rows in results.items():
         delta = [r["corrected"]["ap50"] - r["continued"]["ap50"] for r in rows]
         spread = f"{min(delta):+.3f}..{max(delta):+.3f}"
-        marked = rows[0]["marked_objects"]
+        marked = f"{rows[0]['marked_objects']} objects"
+        if rows[0].get("painted_cells") is not None:
+            marked += f", {max(r['painted_cells'] for r in rows)} cells"
         lines.append(
-            f"| {name} | {method} | {len(rows)} | {marked} objects | {cell(rows, 'first')} "
+            f"| {name} | {method} | {len(rows)} | {marked} | {cell(rows, 'first')} "
             f"| {cell(rows, 'continued')} | {cell(rows, 'corrected')} "
             f"| {np.mean(delta):+.3f} ({spread}) |"
         )
@@ -154,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=180.0, help="first training (s)")
     parser.add_argument("--more", type=float, default=90.0, help="each continuation (s)")
     parser.add_argument("--marks", type=int, default=3, help="false objects painted")
+    parser.add_argument("--cells", type=int, default=0, help="missed cells painted")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
@@ -173,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} {args.method} seed {seed}: first {row['first']['ap50']:.3f}, "
                 f"continued {row['continued']['ap50']:.3f}, "
                 f"corrected {row['corrected']['ap50']:.3f} ({row['marked_pixels']} px "
-                f"painted on images {row['marked_images']}; "
+                f"painted on images {row['marked_images']}, {row['painted_cells']} cells "
+                f"({row['painted_cell_pixels']} px) on images {row['painted_cell_images']}; "
                 f"{time.perf_counter() - started:.0f} s)",
                 flush=True,
             )

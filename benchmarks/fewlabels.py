@@ -141,11 +141,15 @@ def training_data(
     full: bool = False,
     norm: Normalization | None = None,
     background: list[np.ndarray] | None = None,
+    cells: list[np.ndarray] | None = None,
 ) -> TrainingData:
     """Few-label training data (or full labels for the ceiling).
 
     ``background``: per image of the set, ``(Y, X)`` bool pixels a user painted as
     known background after a prediction (added to the few-label annotation).
+    ``cells``: per image, ``(Y, X)`` int cells a user painted after a prediction
+    (0 = none): each nonzero id is added as a new annotated cell, known on its own
+    pixels only (the widget's **New cell**).
     """
     images = [*task.images, *task.extra_unlabelled]
     if full:
@@ -159,6 +163,16 @@ def training_data(
                 masks[index] = paint if masks[index] is None else masks[index] | paint
                 if labels[index] is None:
                     labels[index] = np.zeros(paint.shape, np.int32)
+        for index, painted in enumerate(cells or []):
+            if not painted.any():
+                continue
+            base = np.zeros(painted.shape, np.int32) if labels[index] is None else labels[index]
+            ids = np.unique(painted[painted > 0])
+            lookup = np.zeros(int(ids.max()) + 1, np.int32)
+            lookup[ids] = np.arange(1, ids.size + 1) + int(base.max())
+            labels[index] = np.where(painted > 0, lookup[painted], base).astype(np.int32)
+            paint = painted > 0
+            masks[index] = paint if masks[index] is None else masks[index] | paint
     return TrainingData.from_arrays(
         images,
         labels,

@@ -66,3 +66,35 @@ def test_painted_pixels_are_left_out_of_the_scores(loop):
     plain = loop.fewlabels.score(task, masks)
     assert plain["ap50"] == pytest.approx(3 / 4)  # cell 1 lies in the annotated square
     assert loop.fewlabels.score(task, masks, painted)["ap50"] == pytest.approx(1.0)
+
+
+def test_the_largest_missed_cells_are_painted_outside_the_annotated_square(loop):
+    task = _task(loop)
+    truth = task.truths[0].copy()
+    truth[30:36, 2:12] = 3  # 60 px, the largest
+    truth[20:24, 20:24] = 4  # 16 px
+    prediction = np.where(np.isin(truth, [2]), truth, 0)  # finds cell 2 only
+    prediction[20:22, 20:22] = 7  # a piece of cell 4: IoU 0.25, not found
+    # cell 1 is missed too, but lies in the annotated square
+    painted = loop.missed_cells([prediction, prediction], [truth, truth], task.known, 2)
+    assert np.unique(painted[0]).tolist() == [0, 3, 4]  # the true ids
+    np.testing.assert_array_equal(painted[0] > 0, np.isin(truth, [3, 4]))
+    assert not painted[1].any()
+    painted = loop.missed_cells([prediction, prediction], [truth, truth], task.known, 1)
+    assert np.unique(painted[0]).tolist() == [0, 3]  # the largest first
+
+
+def test_painted_cells_become_new_cells_known_on_their_pixels(loop):
+    task = _task(loop)
+    cells = [np.zeros((40, 40), np.int32), np.zeros((40, 40), np.int32)]
+    cells[0][30:36, 30:36] = 2  # a true id that is also an id of the annotation
+    cells[1][30:36, 30:36] = 5
+    cells[1][2:8, 2:8] = 9
+    data = loop.fewlabels.training_data(task, cells=cells)
+    first, second = data.images[0], data.images[1]
+    np.testing.assert_array_equal(first.known, task.known | (cells[0] > 0))
+    assert np.unique(first.labels).tolist() == [0, 1, 2]  # a new id next to cell 1
+    assert (first.labels[30:36, 30:36] == 2).all()
+    assert (first.labels[task.known] == task.labels[task.known]).all()  # cells stay
+    np.testing.assert_array_equal(second.known, cells[1] > 0)  # no background
+    assert np.unique(second.labels[second.known]).size == 2  # two cells, two ids
