@@ -160,6 +160,35 @@ def test_reference_radius_is_learnt_saved_and_optional(toy_data):
     assert run(old.image_scale(image)) == 1.0
 
 
+def test_a_few_painted_cells_do_not_move_the_reference_radius(monkeypatch):
+    from napari_semiseg.data import TrainingData
+
+    # image 0: a region with ten annotated cells of radius 4; images 1 and 2: one
+    # painted cell of radius 12 each (known on the cell only, as with New cell)
+    yy, xx = np.mgrid[:96, :96]
+    small = np.zeros((96, 96), np.int32)
+    for k, (y, x) in enumerate(((y, x) for y in (12, 30, 48, 66, 84) for x in (12, 30)), 1):
+        small[(yy - y) ** 2 + (xx - x) ** 2 <= 16] = k
+    big = ((yy - 48) ** 2 + (xx - 48) ** 2 <= 144).astype(np.int32)
+    region = np.zeros((96, 96), bool)
+    region[:, :48] = True
+    data = TrainingData.from_arrays(
+        [(lab > 0).astype(np.float32) for lab in (small, big, big)],
+        [small, big, big],
+        [region, big > 0, big > 0],
+    )
+    method = _method()
+
+    def truth(x, out=None):  # a model that sees the cells exactly
+        fg = (x[:, :1] > x.mean()).float().numpy()
+        return np.concatenate([fg, fg], axis=1) * 0.9 + 0.05
+
+    monkeypatch.setattr(method, "_foreground_maps", truth)
+    method.on_training_end(data)
+    # ten cells against two: the region's radius (a median over images would be 12)
+    assert float(method.main.cell_inradius) == pytest.approx(4.0, abs=0.5)
+
+
 def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     # an untrained net agrees on no foreground: the support filter is off here
     method = _method(score_threshold=0.2, cell_diameter=8.0, min_support=0.0)

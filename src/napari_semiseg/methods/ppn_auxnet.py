@@ -50,6 +50,7 @@ from ..inference.scale import (
     resize_labels,
     scale_factor,
     scaled_shape,
+    weighted_median,
 )
 from ..inference.tiling import TileDone, predict_tiled
 from ..losses import binary_cross_entropy, linear_soft_loss
@@ -286,8 +287,15 @@ class PPNAuxNet(Method):
         known pixels, replaces the radius of the annotations as the
         reference, so the bias cancels in the ratio. Nothing changes when the
         model finds no confident foreground there.
+
+        The images' radii are combined by a median weighted by their annotated
+        cells: an image where a user painted one missed cell counts as one
+        cell, not as much as a region of ten (the largest missed cells painted
+        on three CTC images moved an unweighted median to their size, every
+        image was then enlarged before segmenting and AP50 fell from 0.91 to
+        0.42; docs/ppn_auxnet.md, change 21).
         """
-        radii = []
+        radii, weights = [], []
         annotated = [im for im in data.images if im.is_annotated and im.labels is not None]
         for item in annotated[:max_images]:
             if not item.labels.any():
@@ -302,8 +310,9 @@ class PPNAuxNet(Method):
             radius = inscribed_radius(confident)
             if radius > 0:
                 radii.append(radius)
-        if radii:
-            self.main.cell_inradius.fill_(float(np.median(radii)))
+                weights.append(np.count_nonzero(np.unique(item.labels[item.known])))
+        if radii and sum(weights) > 0:
+            self.main.cell_inradius.fill_(weighted_median(np.array(radii), np.array(weights)))
 
     def _foreground_maps(self, x: torch.Tensor, out: PPNOutput | None = None) -> np.ndarray:
         """Foreground probabilities of the dense head and of the aux net, ``(B, 2, Y, X)``.
