@@ -10,7 +10,9 @@ next images are looked at in order. With ``--cells N`` they also paint the N
 largest cells the prediction missed (no predicted object overlaps them with IoU
 0.5 or more: missed, cut or merged with a neighbour) as new annotated cells, as
 with **New cell** (known on the cell's own pixels), looking at the images in the
-same order.
+same order. ``--cell-margin M`` paints each of them inside a rectangle annotated
+in full instead (**regions**: every cell touching it painted, the rest known
+background), the cell's bounding box grown by M times its radius.
 
 Three models are scored per seed, on the same pixels:
 
@@ -146,6 +148,52 @@ def missed_cells(
     return painted
 
 
+def regions_around(
+    cells: list[np.ndarray], truths: list[np.ndarray], margin: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each painted cell inside a rectangle annotated in full, as with **regions**.
+
+    The rectangle is the cell's bounding box grown by ``margin`` times its
+    equivalent radius on every side; every true cell touching it is painted
+    whole and the rest of it is known background.
+
+    Parameters
+    ----------
+    cells : list of numpy.ndarray
+        ``(Y, X)`` int painted cells per image (:func:`missed_cells`).
+    truths : list of numpy.ndarray
+        ``(Y, X)`` true instance ids per image.
+    margin : float
+        Growth of each box in equivalent radii of its cell.
+
+    Returns
+    -------
+    cells, background : list of numpy.ndarray
+        ``(Y, X)`` int32 painted cells and ``(Y, X)`` bool known background, per image.
+
+    Examples
+    --------
+    >>> truth = np.array([[0, 1, 1, 0, 0, 0, 2, 0]])
+    >>> cells, bg = regions_around([np.where(truth == 1, 1, 0)], [truth], 1.0)
+    >>> cells[0].tolist(), bg[0].astype(int).tolist()
+    ([[0, 1, 1, 0, 0, 0, 0, 0]], [[1, 0, 0, 1, 0, 0, 0, 0]])
+    """
+    grown, background = [], []
+    for painted, truth in zip(cells, truths, strict=True):
+        box = np.zeros(truth.shape, bool)
+        for cell in np.unique(painted[painted > 0]):
+            rows, cols = np.nonzero(painted == cell)
+            pad = int(np.ceil(margin * np.sqrt(rows.size / np.pi)))
+            box[
+                max(rows.min() - pad, 0) : rows.max() + 1 + pad,
+                max(cols.min() - pad, 0) : cols.max() + 1 + pad,
+            ] = True
+        inside = np.isin(truth, np.unique(truth[box & (truth > 0)]))
+        grown.append(np.where(inside, truth, 0).astype(np.int32))
+        background.append(box & ~inside)
+    return grown, background
+
+
 def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
     """First training, the corrections, and the two continuations of one seed."""
     config = partial(fewlabels.budget_config, method, seed)
@@ -153,12 +201,16 @@ def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
     masks = [segment_array(first, image) for image in task.images]
     painted = false_objects(masks, task.truths, task.known, args.marks)
     cells = missed_cells(masks, task.truths, task.known, args.cells)
+    if args.cell_margin > 0:
+        cells, around = regions_around(cells, task.truths, args.cell_margin)
+        painted = [p | a for p, a in zip(painted, around, strict=True)]
     ignored = [p | (c > 0) for p, c in zip(painted, cells, strict=True)]
     row = {
         "seed": seed,
         "marked_objects": args.marks,
         "marked_pixels": int(sum(p.sum() for p in painted)),
         "marked_images": [i for i, p in enumerate(painted) if p.any()],
+        "cell_margin": args.cell_margin,
         "painted_cells": int(sum(np.unique(c).size - 1 for c in cells)),
         "painted_cell_pixels": int(sum((c > 0).sum() for c in cells)),
         "painted_cell_images": [i for i, c in enumerate(cells) if c.any()],
@@ -200,6 +252,8 @@ def markdown(results: dict) -> str:
         marked = f"{rows[0]['marked_objects']} objects"
         if rows[0].get("painted_cells") is not None:
             marked += f", {max(r['painted_cells'] for r in rows)} cells"
+            if rows[0].get("cell_margin"):
+                marked += f" in boxes {rows[0]['cell_margin']:g} radii wider"
         lines.append(
             f"| {name} | {method} | {len(rows)} | {marked} | {cell(rows, 'first')} "
             f"| {cell(rows, 'continued')} | {cell(rows, 'corrected')} "
@@ -217,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--more", type=float, default=90.0, help="each continuation (s)")
     parser.add_argument("--marks", type=int, default=3, help="false objects painted")
     parser.add_argument("--cells", type=int, default=0, help="missed cells painted")
+    parser.add_argument(
+        "--cell-margin", type=float, default=0.0,
+        help="paint each missed cell inside a fully annotated box this many radii wider",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)

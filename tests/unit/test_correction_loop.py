@@ -98,3 +98,17 @@ def test_painted_cells_become_new_cells_known_on_their_pixels(loop):
     assert (first.labels[task.known] == task.labels[task.known]).all()  # cells stay
     np.testing.assert_array_equal(second.known, cells[1] > 0)  # no background
     assert np.unique(second.labels[second.known]).size == 2  # two cells, two ids
+
+
+def test_a_painted_cell_in_a_box_brings_its_neighbours_and_background(loop):
+    truth = np.zeros((40, 40), np.int32)
+    truth[10:20, 10:20] = 4  # the missed cell: 100 px, equivalent radius 5.6
+    truth[10:20, 22:30] = 5  # a neighbour within one radius
+    truth[30:36, 30:36] = 6  # far away
+    cells = [np.where(truth == 4, 4, 0).astype(np.int32)]
+    grown, background = loop.regions_around(cells, [truth], 1.0)
+    assert np.unique(grown[0]).tolist() == [0, 4, 5]  # the neighbour whole
+    box = np.zeros((40, 40), bool)
+    box[4:26, 4:26] = True  # the bounding box grown by 6 px
+    np.testing.assert_array_equal(background[0], box & (truth == 0))
+    assert not background[0][truth > 0].any()
