@@ -290,10 +290,11 @@ class PPNAuxNet(Method):
 
         The images' radii are combined by a median weighted by their annotated
         cells: an image where a user painted one missed cell counts as one
-        cell, not as much as a region of ten (the largest missed cells painted
-        on three CTC images moved an unweighted median to their size, every
-        image was then enlarged before segmenting and AP50 fell from 0.91 to
-        0.42; docs/ppn_auxnet.md, change 21).
+        cell, not as much as a region of ten (three missed cells painted on
+        three CTC images, where the model's foreground is fragmentary, moved
+        an unweighted median; every image was then shrunk too much before
+        segmenting and AP50 fell from 0.91 to 0.42; docs/ppn_auxnet.md,
+        change 21).
         """
         radii, weights = [], []
         annotated = [im for im in data.images if im.is_annotated and im.labels is not None]
