@@ -10,7 +10,8 @@ next images are looked at in order. With ``--cells N`` they also paint the N
 largest cells the prediction missed (no predicted object overlaps them with IoU
 0.5 or more: missed, cut or merged with a neighbour) as new annotated cells, as
 with **New cell** (known on the cell's own pixels), looking at the images in the
-same order. ``--cell-margin M`` paints each of them inside a rectangle annotated
+same order; ``--typical-cells`` takes those nearest the annotated cells' median
+area instead of the largest. ``--cell-margin M`` paints each of them inside a rectangle annotated
 in full instead (**regions**: every cell touching it painted, the rest known
 background), the cell's bounding box grown by M times its radius.
 
@@ -101,13 +102,19 @@ def false_objects(
 
 
 def missed_cells(
-    masks: list[np.ndarray], truths: list[np.ndarray], known: np.ndarray, count: int
+    masks: list[np.ndarray],
+    truths: list[np.ndarray],
+    known: np.ndarray,
+    count: int,
+    typical_area: float = 0.0,
 ) -> list[np.ndarray]:
     """The largest true cells no prediction found, as a biologist would paint them.
 
     A cell is missed when no predicted object overlaps it with IoU 0.5 or more
     (missed, cut in pieces, or merged with a neighbour). Cells with a pixel in
-    the annotated square of the first image are not candidates.
+    the annotated square of the first image are not candidates. With
+    ``typical_area``, the cells nearest that area (on a log scale) come first
+    instead of the largest: missed cells that look like the annotated ones.
 
     Parameters
     ----------
@@ -117,6 +124,8 @@ def missed_cells(
         ``(Y, X)`` bool annotated square of the first image.
     count : int
         How many cells to paint in all.
+    typical_area : float
+        Prefer missed cells of about this area in pixels (0 = the largest first).
 
     Returns
     -------
@@ -129,6 +138,8 @@ def missed_cells(
     >>> pred = np.array([[1, 1, 0, 0, 0, 2, 0, 0]])
     >>> [m.tolist() for m in missed_cells([pred], [truth], truth < 0, 1)]
     [[[0, 0, 0, 2, 2, 2, 0, 0]]]
+    >>> [m.tolist() for m in missed_cells([pred], [truth], truth < 0, 1, typical_area=1)]
+    [[[0, 0, 0, 0, 0, 0, 0, 3]]]
     """
     painted = [np.zeros(m.shape, np.int32) for m in masks]
     left = count
@@ -142,7 +153,11 @@ def missed_cells(
         if index == 0:
             inside = set(np.unique(truth[known]).tolist())
             candidates = np.array([c for c in candidates if c not in inside], np.int64)
-        for cell in sorted(candidates.tolist(), key=lambda c: -areas[c - 1])[:left]:
+        if typical_area > 0:
+            order = np.abs(np.log(areas[candidates - 1] / typical_area))
+        else:
+            order = -areas[candidates - 1].astype(np.float64)
+        for cell in candidates[np.argsort(order, kind="stable")][:left].tolist():
             painted[index][truth == cell] = back[cell]
             left -= 1
     return painted
@@ -200,7 +215,11 @@ def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
     first = run(train(fewlabels.training_data(task), config(args.budget))).model
     masks = [segment_array(first, image) for image in task.images]
     painted = false_objects(masks, task.truths, task.known, args.marks)
-    cells = missed_cells(masks, task.truths, task.known, args.cells)
+    typical = 0.0
+    if args.typical_cells:  # the median annotated cell
+        areas = np.bincount(task.labels.ravel())[1:]
+        typical = float(np.median(areas[areas > 0]))
+    cells = missed_cells(masks, task.truths, task.known, args.cells, typical)
     if args.cell_margin > 0:
         cells, around = regions_around(cells, task.truths, args.cell_margin)
         painted = [p | a for p, a in zip(painted, around, strict=True)]
@@ -211,6 +230,7 @@ def one_seed(task: fewlabels.Task, method: str, seed: int, args) -> dict:
         "marked_pixels": int(sum(p.sum() for p in painted)),
         "marked_images": [i for i, p in enumerate(painted) if p.any()],
         "cell_margin": args.cell_margin,
+        "typical_cells": args.typical_cells,
         "painted_cells": int(sum(np.unique(c).size - 1 for c in cells)),
         "painted_cell_pixels": int(sum((c > 0).sum() for c in cells)),
         "painted_cell_images": [i for i, c in enumerate(cells) if c.any()],
@@ -252,6 +272,8 @@ def markdown(results: dict) -> str:
         marked = f"{rows[0]['marked_objects']} objects"
         if rows[0].get("painted_cells") is not None:
             marked += f", {max(r['painted_cells'] for r in rows)} cells"
+            if rows[0].get("typical_cells"):
+                marked += " of typical size"
             if rows[0].get("cell_margin"):
                 marked += f" in boxes {rows[0]['cell_margin']:g} radii wider"
         lines.append(
@@ -271,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--more", type=float, default=90.0, help="each continuation (s)")
     parser.add_argument("--marks", type=int, default=3, help="false objects painted")
     parser.add_argument("--cells", type=int, default=0, help="missed cells painted")
+    parser.add_argument(
+        "--typical-cells", action="store_true",
+        help="paint the missed cells nearest the annotated cells' median area, not the largest",
+    )  # fmt: skip
     parser.add_argument(
         "--cell-margin", type=float, default=0.0,
         help="paint each missed cell inside a fully annotated box this many radii wider",

@@ -82,6 +82,8 @@ def test_the_largest_missed_cells_are_painted_outside_the_annotated_square(loop)
     assert not painted[1].any()
     painted = loop.missed_cells([prediction, prediction], [truth, truth], task.known, 1)
     assert np.unique(painted[0]).tolist() == [0, 3]  # the largest first
+    typical = loop.missed_cells([prediction, prediction], [truth, truth], task.known, 1, 20.0)
+    assert np.unique(typical[0]).tolist() == [0, 4]  # the one nearest 20 px first
 
 
 def test_painted_cells_become_new_cells_known_on_their_pixels(loop):
