@@ -61,30 +61,9 @@ def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
     distance = ndi.distance_transform_edt(foreground)
     radii = np.asarray(ndi.maximum(distance, pieces, index), dtype=np.float64)
     areas = np.asarray(ndi.sum(foreground, pieces, index), dtype=np.float64)
-    return weighted_median(radii, areas)
-
-
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """Median of ``values`` with ``weights`` (the lower middle value at a tie).
-
-    Parameters
-    ----------
-    values, weights : numpy.ndarray
-        ``(N,)`` each, ``N >= 1``; weights non-negative with a positive sum.
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> weighted_median(np.array([3.0, 9.0, 8.0, 7.0]), np.array([10, 1, 1, 1]))
-    3.0
-    """
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values)
-    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    order = np.argsort(radii)
+    cumulative = np.cumsum(areas[order])
+    return float(radii[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 def agreed_foreground(
@@ -245,5 +224,4 @@ __all__ = [
     "resize_labels",
     "scale_factor",
     "scaled_shape",
-    "weighted_median",
 ]

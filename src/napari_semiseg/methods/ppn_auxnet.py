@@ -50,7 +50,6 @@ from ..inference.scale import (
     resize_labels,
     scale_factor,
     scaled_shape,
-    weighted_median,
 )
 from ..inference.tiling import TileDone, predict_tiled
 from ..losses import binary_cross_entropy, linear_soft_loss
@@ -288,13 +287,13 @@ class PPNAuxNet(Method):
         reference, so the bias cancels in the ratio. Nothing changes when the
         model finds no confident foreground there.
 
-        The images' radii are combined by a median weighted by their annotated
-        cells: an image where a user painted one missed cell counts as one
-        cell, not as much as a region of ten (three missed cells painted on
-        three CTC images, where the model's foreground is fragmentary, moved
-        an unweighted median; every image was then shrunk too much before
-        segmenting and AP50 fell from 0.91 to 0.42; docs/ppn_auxnet.md,
-        change 21).
+        The images' radii are combined by a median over the annotated cells
+        (each image's radius counted once per cell): an image where a user
+        painted one missed cell counts as one cell, not as much as a region of
+        ten (three missed cells painted on three CTC images, where the model's
+        confident foreground measured smaller, moved a median over images; every
+        image was then shrunk too much before segmenting and AP50 fell from 0.91
+        to 0.42; docs/ppn_auxnet.md, change 21).
         """
         radii, weights = [], []
         annotated = [im for im in data.images if im.is_annotated and im.labels is not None]
@@ -312,8 +311,8 @@ class PPNAuxNet(Method):
             if radius > 0:
                 radii.append(radius)
                 weights.append(np.count_nonzero(np.unique(item.labels[item.known])))
-        if radii and sum(weights) > 0:
-            self.main.cell_inradius.fill_(weighted_median(np.array(radii), np.array(weights)))
+        if radii and sum(weights) > 0:  # a median over cells: each image once per cell
+            self.main.cell_inradius.fill_(float(np.median(np.repeat(radii, weights))))
 
     def _foreground_maps(self, x: torch.Tensor, out: PPNOutput | None = None) -> np.ndarray:
         """Foreground probabilities of the dense head and of the aux net, ``(B, 2, Y, X)``.
