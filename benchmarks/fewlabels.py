@@ -158,21 +158,19 @@ def training_data(
     else:
         labels = [task.labels, *[None] * (len(images) - 1)]
         masks = [task.known, *[None] * (len(images) - 1)]
-        for index, paint in enumerate(background or []):
-            if paint.any():
-                masks[index] = paint if masks[index] is None else masks[index] | paint
-                if labels[index] is None:
-                    labels[index] = np.zeros(paint.shape, np.int32)
-        for index, painted in enumerate(cells or []):
-            if not painted.any():
+        edits = [(i, p, None) for i, p in enumerate(background or [])]
+        edits += [(i, c > 0, c) for i, c in enumerate(cells or [])]
+        for index, paint, painted_cells in edits:
+            if not paint.any():
                 continue
-            base = np.zeros(painted.shape, np.int32) if labels[index] is None else labels[index]
-            ids = np.unique(painted[painted > 0])
-            lookup = np.zeros(int(ids.max()) + 1, np.int32)
-            lookup[ids] = np.arange(1, ids.size + 1) + int(base.max())
-            labels[index] = np.where(painted > 0, lookup[painted], base).astype(np.int32)
-            paint = painted > 0
             masks[index] = paint if masks[index] is None else masks[index] | paint
+            base = np.zeros(paint.shape, np.int32) if labels[index] is None else labels[index]
+            if painted_cells is not None:  # new ids above the image's own
+                ids = np.unique(painted_cells[paint])
+                lookup = np.zeros(int(ids.max()) + 1, np.int32)
+                lookup[ids] = np.arange(1, ids.size + 1) + int(base.max())
+                base = np.where(paint, lookup[painted_cells], base).astype(np.int32)
+            labels[index] = base
     return TrainingData.from_arrays(
         images,
         labels,
