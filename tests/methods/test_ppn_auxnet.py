@@ -109,10 +109,12 @@ def test_preview_layers(toy_data):
         maps["proposals_points"][:, :2],
         atol=1e-4,
     )
-    # the instances layer joins cut cells as prediction does (join_contact)
+    # the instances layer joins cut cells as prediction does (join_contact, with the
+    # foreground both heads agree on along the shared borders)
     method.config = dataclasses.replace(method.config, join_contact=0.0)
     apart = method.preview(x)["instances"]
-    joined = relabel_sequential(join_cut_objects(apart, 1.0))[0]
+    support = method._foreground(x)[0]
+    joined = relabel_sequential(join_cut_objects(apart, 1.0, foreground=support))[0]
     np.testing.assert_array_equal(maps["instances"], joined)
 
 

@@ -244,6 +244,36 @@ def test_a_disk_cut_in_two_is_joined_and_touching_disks_are_not():
     assert join_cut_objects(cut, min_contact=0) is cut  # off
 
 
+def test_a_foreground_map_vetoes_joins_across_a_seam_and_allows_lobed_cells():
+    # a disk cut along a chord: joined, unless the foreground shows a dark seam there
+    disk = disks(shape=(40, 40), centres=((20, 20),), radius=12)
+    cut = disk.copy()
+    cut[(disk > 0) & (np.arange(40)[None, :] >= 23)] = 2
+    bright = np.full(cut.shape, 0.9, np.float32)
+    assert np.unique(join_cut_objects(cut, foreground=bright)).tolist() == [0, 1]
+    seam = bright.copy()
+    seam[:, 22:24] = 0.2  # the pixels either side of the cut
+    np.testing.assert_array_equal(join_cut_objects(cut, foreground=seam), cut)
+    # a kidney-shaped nucleus (a disk with a bite) cut across: its union is less
+    # convex than 0.9, its pieces share a border as long as they are wide
+    yy, xx = np.mgrid[:50, :50]
+    kidney = ((yy - 25) ** 2 + (xx - 25) ** 2 <= 196) & ((yy - 25) ** 2 + (xx - 39) ** 2 > 64)
+    lobed = np.where(kidney, np.where(yy < 25, 1, 2), 0)
+    from skimage.morphology import convex_hull_image
+
+    assert 0.8 < kidney.sum() / convex_hull_image(kidney).sum() < 0.9
+    np.testing.assert_array_equal(join_cut_objects(lobed), lobed)  # geometry alone: two
+    bright = np.full(lobed.shape, 0.9, np.float32)
+    joined = join_cut_objects(lobed, foreground=bright)  # no seam: one cell
+    assert np.unique(joined).tolist() == [0, 1]
+    # the same shape with a dim seam along the cut stays two cells
+    dim = bright.copy()
+    dim[24:26] = 0.1
+    np.testing.assert_array_equal(join_cut_objects(lobed, foreground=dim), lobed)
+    with pytest.raises(ValueError, match="differ"):
+        join_cut_objects(lobed, foreground=bright[:10])
+
+
 def test_a_cut_cell_with_unclaimed_pixels_between_its_pieces_is_joined():
     # two halves of a disk with a slit between them that neither piece claimed (a
     # hole of 17 x 5 px): the union without its hole would be too concave (0.81)

@@ -306,6 +306,34 @@ def test_segment_from_proposals_tiled_equals_untiled():
     assert foreground[10, 10] > 0.99
 
 
+def test_tile_foreground_maps_are_stitched_for_the_join(monkeypatch):
+    # each tile reports its image channel as foreground; the map the join gets,
+    # stitched from the tiles' owned regions, must be the image itself
+    import napari_semiseg.inference.ppn_instances as ppn_instances
+
+    seen = []
+
+    def spy(labels, min_contact, **kwargs):
+        seen.append(kwargs["foreground"])
+        return labels
+
+    monkeypatch.setattr(ppn_instances, "join_cut_objects", spy)
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 100, 110)).astype(np.float32)
+    base = _oracle(8)
+
+    def propose(tile: np.ndarray) -> TileProposals:
+        found = base(tile)
+        return TileProposals(found.centres, found.scores, found.windows, tile[0].copy())
+
+    for size in (256, 48):
+        run(segment_from_proposals(propose, image, 8, 4, TilingConfig(size, 4, 0), join_contact=1))
+        np.testing.assert_array_equal(seen[-1], image[0])
+    # without tile maps the join gets none
+    run(segment_from_proposals(base, image, 8, 4, TilingConfig(48, 4, 0), join_contact=1))
+    assert seen[-1] is None
+
+
 def test_assemble_instances_and_fragments():
     windows = np.full((2, 3, 3), -1.0, np.float32)
     windows[0, 1, :] = 2.0

@@ -29,6 +29,10 @@ DEPTH = 3
 MIN_REFERENCE_CONTRAST = 0.05
 #: Least solidity of the union of two touching objects joined as one cut cell.
 JOIN_SOLIDITY = 0.9
+#: Least solidity of such a union when a foreground map shows no gap between the two.
+JOIN_SOLIDITY_NO_GAP = 0.8
+#: Mean foreground probability along a shared border below which it is a gap.
+JOIN_MIN_FOREGROUND = 0.5
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,12 @@ def contact_lengths(labels: np.ndarray) -> dict[tuple[int, int], int]:
 
 
 def join_cut_objects(
-    labels: np.ndarray, min_contact: float = 1.0, min_solidity: float = JOIN_SOLIDITY
+    labels: np.ndarray,
+    min_contact: float = 1.0,
+    min_solidity: float = JOIN_SOLIDITY,
+    foreground: np.ndarray | None = None,
+    min_foreground: float = JOIN_MIN_FOREGROUND,
+    no_gap_solidity: float = JOIN_SOLIDITY_NO_GAP,
 ) -> np.ndarray:
     """Join touching objects that look like one convex cell cut in pieces.
 
@@ -286,6 +295,13 @@ def join_cut_objects(
     neither claimed belong to the cell) is at least ``min_solidity``. Joined objects are
     tested again against their neighbours, so a cell cut in three joins too.
 
+    With a ``foreground`` map, the pixels along the shared border decide too:
+    where their mean probability is below ``min_foreground`` the two objects
+    are separated by a gap of background (two cells pressed together with a
+    dark seam) and are never joined; where it is at least that, the union
+    needs a solidity of only ``no_gap_solidity`` (a lobed nucleus cut along
+    its lobes is less convex than ``min_solidity`` but has no seam).
+
     Parameters
     ----------
     labels : numpy.ndarray
@@ -294,7 +310,17 @@ def join_cut_objects(
         Shared border over the smaller object's equivalent diameter
         (0 = join nothing).
     min_solidity : float
-        Least solidity of the union.
+        Least solidity of the union (without a foreground map, or where it
+        is not used).
+    foreground : numpy.ndarray, optional
+        ``(Y, X)`` foreground probabilities in [0, 1] of the same image.
+    min_foreground : float
+        Least mean foreground probability along the shared border (the
+        pixels of either object next to the other).
+    no_gap_solidity : float
+        Least solidity of the union of two objects with no gap between them
+        (used only with ``foreground``; values above ``min_solidity`` have
+        no effect).
 
     Returns
     -------
@@ -307,6 +333,9 @@ def join_cut_objects(
     >>> lab = np.zeros((8, 9), int); lab[1:7, 1:4] = 1; lab[1:7, 4:8] = 2
     >>> np.unique(join_cut_objects(lab)).tolist()  # a rectangle cut in two
     [0, 1]
+    >>> seam = np.ones(lab.shape); seam[:, 3:5] = 0.1  # ... along a dark seam
+    >>> np.unique(join_cut_objects(lab, foreground=seam)).tolist()
+    [0, 1, 2]
     >>> lab[1, 1] = lab[6, 1] = lab[1, 7] = lab[6, 7] = 0  # rounded corners
     >>> lab[1:3, 3:5] = lab[5:7, 3:5] = 0  # a waist: two cells touching
     >>> np.unique(join_cut_objects(lab)).tolist()
@@ -314,15 +343,26 @@ def join_cut_objects(
     """
     if min_contact <= 0:
         return labels
+    if foreground is not None and foreground.shape != labels.shape:
+        raise ValueError(f"foreground {foreground.shape} and labels {labels.shape} differ")
     for _ in range(8):  # a piece may join only the union of pieces joined before
-        joined = _join_once(labels, min_contact, min_solidity)
+        joined = _join_once(
+            labels, min_contact, min_solidity, foreground, min_foreground, no_gap_solidity
+        )
         if joined is labels:
             break
         labels = joined
     return labels
 
 
-def _join_once(labels: np.ndarray, min_contact: float, min_solidity: float) -> np.ndarray:
+def _join_once(
+    labels: np.ndarray,
+    min_contact: float,
+    min_solidity: float,
+    foreground: np.ndarray | None = None,
+    min_foreground: float = JOIN_MIN_FOREGROUND,
+    no_gap_solidity: float = JOIN_SOLIDITY_NO_GAP,
+) -> np.ndarray:
     """One pass of :func:`join_cut_objects` over the current pairs (input if none)."""
     from skimage.morphology import convex_hull_image
 
@@ -346,9 +386,16 @@ def _join_once(labels: np.ndarray, min_contact: float, min_solidity: float) -> n
             slice(min(p.start, q.start), max(p.stop, q.stop))
             for p, q in zip(boxes[a - 1], boxes[b - 1], strict=True)
         )
+        in_a, in_b = labels[box] == a, labels[box] == b
+        least = min_solidity
+        if foreground is not None:
+            seam = (ndi.binary_dilation(in_a) & in_b) | (ndi.binary_dilation(in_b) & in_a)
+            if foreground[box][seam].mean() < min_foreground:
+                continue  # a gap of background between them: two cells
+            least = min(min_solidity, no_gap_solidity)
         # holes filled: pixels between the pieces that no mask claimed are the cell's
-        union = ndi.binary_fill_holes((labels[box] == a) | (labels[box] == b))
-        if union.sum() < min_solidity * convex_hull_image(union).sum():
+        union = ndi.binary_fill_holes(in_a | in_b)
+        if union.sum() < least * convex_hull_image(union).sum():
             continue
         ra, rb = root(a), root(b)
         parent[max(ra, rb)] = min(ra, rb)

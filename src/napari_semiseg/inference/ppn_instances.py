@@ -44,11 +44,15 @@ class TileProposals:
     windows : numpy.ndarray
         ``(N, W, W)`` float32 mask logits; window ``k`` starts at
         ``round(centres[k]) - W // 2``.
+    foreground : numpy.ndarray, optional
+        ``(ty, tx)`` foreground probabilities of the tile, used to tell a
+        cell cut in pieces from cells with a gap between them (the join).
     """
 
     centres: np.ndarray
     scores: np.ndarray
     windows: np.ndarray
+    foreground: np.ndarray | None = None
 
 
 def assemble_instances(
@@ -213,6 +217,8 @@ def segment_from_proposals(
         Touching instances that look like one convex cell cut in pieces are
         joined (:func:`.postprocess.join_cut_objects` with this
         ``min_contact``; 0 = never): two score peaks on one large nucleus.
+        When the tiles give a ``foreground`` map, it is stitched from each
+        tile's central region and the join uses it.
 
     Yields
     ------
@@ -234,8 +240,13 @@ def segment_from_proposals(
     source = np.pad(image.astype(np.float32, copy=False), pad, mode="symmetric")
     n_tiles = (len({s[0] for s in starts}), len({s[1] for s in starts}))
     centres, scores, windows = [], [], []
+    support = None
     for index, (y, x) in enumerate(starts, start=1):
         found = propose(np.ascontiguousarray(source[:, y : y + tile[0], x : x + tile[1]]))
+        if found.foreground is not None:
+            if support is None:
+                support = np.zeros((height, width), np.float32)
+            _paste_owned(support, found.foreground, (y, x), strides, n_tiles, halo)
         shifted = found.centres + np.array([y - halo, x - halo], dtype=np.float64)
         pixel = np.round(shifted).astype(np.int64)
         inside = (pixel[:, 0] >= -border_reach) & (pixel[:, 0] < height + border_reach)
@@ -256,10 +267,48 @@ def segment_from_proposals(
     origins = np.round(all_centres[keep]).astype(np.int64) - window_radius
     labels, best = assemble_instances(origins, all_windows[keep], (height, width), threshold)
     labels = keep_largest_fragment(labels)
-    labels = join_cut_objects(labels, join_contact)
+    labels = join_cut_objects(labels, join_contact, foreground=support)
     labels = remove_small_objects(labels, min_area)
     if fill_holes:
         labels = fill_object_holes(labels)
     labels, _, _ = relabel_sequential(labels)
     foreground = 1.0 / (1.0 + np.exp(-np.clip(best, -30.0, 30.0)))
     return labels.astype(np.int32), foreground.astype(np.float32)
+
+
+def _paste_owned(
+    target: np.ndarray,
+    tile_map: np.ndarray,
+    start: tuple[int, int],
+    strides: tuple[int, int],
+    n_tiles: tuple[int, int],
+    halo: int,
+) -> None:
+    """Copy the part of a tile's map that the tile owns into the whole-image map.
+
+    The tile starting at ``start`` (padded coordinates, the halo first) owns
+    the image pixels ``start .. start + stride`` on each axis (the last tile
+    the rest of the image), as it owns the proposals whose centres lie there.
+
+    Parameters
+    ----------
+    target : numpy.ndarray
+        ``(Y, X)`` whole-image map, written in place.
+    tile_map : numpy.ndarray
+        ``(ty, tx)`` map of the tile.
+    start : tuple of int
+        Tile start in padded coordinates.
+    strides, n_tiles : tuple of int
+        Tile strides and the number of tiles per axis.
+    halo : int
+        Halo (padding) in pixels.
+    """
+    box = []
+    for axis in range(2):
+        first = start[axis]
+        last = strides[axis] * (n_tiles[axis] - 1)
+        stop = target.shape[axis] if first >= last else first + strides[axis]
+        box.append((first, min(stop, target.shape[axis])))
+    (y0, y1), (x0, x1) = box
+    off_y, off_x = halo - start[0], halo - start[1]
+    target[y0:y1, x0:x1] = tile_map[y0 + off_y : y1 + off_y, x0 + off_x : x1 + off_x]

@@ -611,7 +611,10 @@ class PPNAuxNet(Method):
         points = torch.cat([found.centres, found.scores[:, None]], 1)
         vectors = torch.stack([found.anchors, found.centres - found.anchors], 1)
         # as at prediction: pieces of one convex cell are one instance
-        instances = _relabel(join_cut_objects(labels[0].cpu().numpy(), self.config.join_contact))
+        support = self._foreground(x[:1], maps["out"])[0]
+        instances = _relabel(
+            join_cut_objects(labels[0].cpu().numpy(), self.config.join_contact, foreground=support)
+        )
         return {
             "probabilities": probs.float().cpu().numpy(),
             "foreground": s.float().cpu().numpy(),
@@ -644,9 +647,8 @@ class PPNAuxNet(Method):
             out = self.main(x)
             found = self._proposals(out, 0, tile.shape[1:], radius, limit=None)
             centres, scores = found.centres.double().cpu(), found.scores.float().cpu()
-            support = None
-            if self.config.min_support > 0 or self.config.fill_gaps:
-                support = self._foreground(x, out)[0]
+            # where both heads see foreground: proposal support, gaps, and the join's seams
+            support = self._foreground(x, out)[0]
             if self.config.min_support > 0 and len(centres):
                 keep = torch.from_numpy(_values_at(support, centres.numpy()))
                 keep = keep >= self.config.min_support
@@ -663,7 +665,7 @@ class PPNAuxNet(Method):
                     windows = torch.cat(
                         [windows, self._tile_windows(out, extra.to(x.device), radius)]
                     )
-        return TileProposals(centres.numpy(), scores.numpy(), windows.numpy())
+        return TileProposals(centres.numpy(), scores.numpy(), windows.numpy(), support)
 
     def _gap_centres(
         self,
