@@ -89,7 +89,8 @@ CODE = 5
 #: methods' masks are those of 2); 4 = that join measures the convexity of the union
 #: with its holes filled; 5 = the join reads the foreground along the shared border
 #: (a gap of background there keeps two cells apart; without one a less convex
-#: union, solidity 0.8, is joined).
+#: union, solidity 0.8, is joined), and PPN-auxnet resizes an image only when its
+#: cells measure beyond 1.5x the annotated ones (``rescale_dead_zone``, was 1.25).
 SCORING = 5
 
 

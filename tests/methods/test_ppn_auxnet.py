@@ -191,6 +191,27 @@ def test_a_few_painted_cells_do_not_move_the_reference_radius(monkeypatch):
     assert float(method.main.cell_inradius) == pytest.approx(4.0, abs=0.5)
 
 
+@pytest.mark.parametrize(("radius", "dead_zone", "factor"), [
+    (7.0, 1.5, 1.0),  # 1.4x the reference: within the estimate's spread, kept as is
+    (7.0, 1.25, 1.4),
+    (10.0, 1.5, 2.0),  # twice the reference: resized
+])  # fmt: skip
+def test_images_are_resized_only_beyond_the_dead_zone(monkeypatch, radius, dead_zone, factor):
+    yy, xx = np.mgrid[:128, :128]
+    disk = np.zeros((128, 128), np.float32)  # four cells (enough foreground to measure)
+    for y, x in ((32, 32), (32, 96), (96, 32), (96, 96)):
+        disk[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1.0
+    method = _method(rescale_dead_zone=dead_zone)
+    method.main.cell_inradius.fill_(5.0)
+
+    def seen(x, out=None):  # a model that sees the cell exactly
+        fg = x[:, :1].float().numpy()
+        return np.concatenate([fg, fg], axis=1) * 0.9 + 0.05
+
+    monkeypatch.setattr(method, "_foreground_maps", seen)
+    assert run(method.image_scale(disk[None])) == pytest.approx(factor, rel=0.05)
+
+
 def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     # an untrained net agrees on no foreground: the support filter is off here
     method = _method(score_threshold=0.2, cell_diameter=8.0, min_support=0.0)

@@ -164,6 +164,15 @@ class PPNAuxConfig(MethodConfig):
             "ones (size measured on the dense foreground)"
         },
     )
+    rescale_dead_zone: float = field(
+        default=1.5,
+        metadata=setting(
+            1.0, 4.0, 0.05,
+            "resize an image only when its cells measure this many times larger or smaller "
+            "than the annotated ones (the size estimate varies by up to 1.46x between images "
+            "of one scale)",
+        ),
+    )  # fmt: skip
     rescale_on_unseen: bool = field(
         default=False,
         metadata={
@@ -781,6 +790,10 @@ class PPNAuxNet(Method):
         background). The inscribed radius of that foreground is compared
         with the same measure on the annotated images
         (:meth:`on_training_end`; the annotations' own radius until then).
+        Ratios within ``rescale_dead_zone`` of 1 give 1: on CTC, whose
+        nuclei are one size in every image, the measure varied by up to 1.46x
+        between images, and resizing by such a factor merged touching nuclei
+        under one mask (docs/ppn_auxnet.md, change 23).
         When the two agree nowhere, nothing is resized; nor for model files
         saved before the reference radius existed, or images with too little
         foreground.
@@ -814,7 +827,7 @@ class PPNAuxNet(Method):
         radius = inscribed_radius(
             agreed_foreground(image, maps[0], maps[1]), min_area=2.0 * math.pi * reference**2
         )
-        return scale_factor(radius, reference)
+        return scale_factor(radius, reference, dead_zone=self.config.rescale_dead_zone)
 
 
 def _rampup(progress: float, warmup: float, length: float) -> float:
