@@ -162,11 +162,9 @@ def test_reference_radius_is_learnt_saved_and_optional(toy_data):
     assert run(old.image_scale(image)) == 1.0
 
 
-def test_a_few_painted_cells_do_not_move_the_reference_radius(monkeypatch):
-    from napari_semiseg.data import TrainingData
-
-    # image 0: a region with ten annotated cells of radius 4; images 1 and 2: one
-    # painted cell of radius 12 each (known on the cell only, as with New cell)
+def _small_cells_and_a_large_one() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ten cells of radius 4 in the left half of a 96 x 96 image (labels, region), and
+    one cell of radius 12 on its own image (labels)."""
     yy, xx = np.mgrid[:96, :96]
     small = np.zeros((96, 96), np.int32)
     for k, (y, x) in enumerate(((y, x) for y in (12, 30, 48, 66, 84) for x in (12, 30)), 1):
@@ -174,6 +172,15 @@ def test_a_few_painted_cells_do_not_move_the_reference_radius(monkeypatch):
     big = ((yy - 48) ** 2 + (xx - 48) ** 2 <= 144).astype(np.int32)
     region = np.zeros((96, 96), bool)
     region[:, :48] = True
+    return small, big, region
+
+
+def test_a_few_painted_cells_do_not_move_the_reference_radius(monkeypatch):
+    from napari_semiseg.data import TrainingData
+
+    # image 0: a region with ten annotated cells of radius 4; images 1 and 2: one
+    # painted cell of radius 12 each (known on the cell only, as with New cell)
+    small, big, region = _small_cells_and_a_large_one()
     data = TrainingData.from_arrays(
         [(lab > 0).astype(np.float32) for lab in (small, big, big)],
         [small, big, big],
@@ -210,6 +217,49 @@ def test_images_are_resized_only_beyond_the_dead_zone(monkeypatch, radius, dead_
 
     monkeypatch.setattr(method, "_foreground_maps", seen)
     assert run(method.image_scale(disk[None])) == pytest.approx(factor, rel=0.05)
+
+
+def test_cells_painted_at_another_magnification_are_trained_at_the_annotated_size(
+    tiny_config, monkeypatch
+):
+    from napari_semiseg.data import TrainingData
+    from napari_semiseg.data.annotations import cell_inradii
+
+    # image 0: ten annotated cells of radius 4 in a region; image 1: one painted cell
+    # of radius 12 (known on the cell only, as with New cell); image 2: unlabelled
+    small, big, region = _small_cells_and_a_large_one()
+    images = [(lab > 0).astype(np.float32) for lab in (small, big, big)]
+    data = TrainingData.from_arrays(images, [small, big, None], [region, big > 0, None])
+    method = _method()
+    view = method.training_view(data)
+    assert view is not data
+    shrunk = view.images[1]
+    assert shrunk.shape[0] == shrunk.shape[1] == pytest.approx(32, abs=2)  # 96 / (12 / 4)
+    assert cell_inradii(shrunk.labels)[0] == pytest.approx(4.0, abs=1.0)
+    assert shrunk.known.dtype == bool
+    assert shrunk.known.sum() == (shrunk.labels > 0).sum()
+    assert shrunk.image.shape == (1, *shrunk.shape)
+    for i in (0, 2):  # the annotated region and the unlabelled image: as given
+        assert view.images[i].image is data.images[i].image
+    assert data.images[1].shape == (96, 96)  # the data given are not changed
+    # within the dead zone, or with rescaling off: the data themselves
+    assert _method(rescale_dead_zone=4.0).training_view(data) is data
+    assert _method(rescale=False).training_view(data) is data
+    # the engine draws its patches from the view (images smaller than a patch included)
+    from napari_semiseg.engine import loop
+
+    drawn = []
+    sampler = loop.PatchSampler
+
+    def spy(train_data, *args):
+        drawn.append(train_data)
+        return sampler(train_data, *args)
+
+    monkeypatch.setattr(loop, "PatchSampler", spy)
+    config = tiny_config.replace(method="ppn-auxnet", steps=2, patch_size=48)
+    result = run(train(data, config))
+    assert result.steps == 2
+    assert [im.shape for im in drawn[0].images] == [(96, 96), shrunk.shape, (96, 96)]
 
 
 def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):

@@ -170,8 +170,11 @@ class _Trainer:
             place_network(net, self.device)
         self.method.device = self.device
         data.set_weight_map_parameters(config.w0, config.sigma, config.core_depth)
+        #: what patches are drawn from (a method may resize images; previews use ``data``)
+        self.train_data = self.method.training_view(data)
+        self.train_data.set_weight_map_parameters(config.w0, config.sigma, config.core_depth)
         self.sampler = PatchSampler(
-            data,
+            self.train_data,
             SamplerConfig(config.patch_size, config.known_fraction, core_depth=config.core_depth),
             config.augment,
         )

@@ -456,6 +456,26 @@ class Method(abc.ABC):
             ``images``, ``cells``, ``median_cell_area``, ... of the training data.
         """
 
+    def training_view(self, data: Any) -> Any:
+        """The training data the engine draws patches from (called once before training).
+
+        A method may return the images changed, e.g. resized so that cells
+        annotated at another magnification look like the typical annotated
+        cell; previews, calibration and :meth:`on_training_end` still see the
+        images as given. The default returns ``data`` itself.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training images, annotations and known masks.
+
+        Returns
+        -------
+        TrainingData
+            ``data`` or a new object (``data`` is not modified).
+        """
+        return data
+
     def on_training_end(self, data: Any) -> None:  # noqa: B027 (optional hook)
         """Called by the engine once after the last step, in eval mode, before saving.
 
