@@ -242,6 +242,11 @@ def test_cells_painted_at_another_magnification_are_trained_at_the_annotated_siz
     for i in (0, 2):  # the annotated region and the unlabelled image: as given
         assert view.images[i].image is data.images[i].image
     assert data.images[1].shape == (96, 96)  # the data given are not changed
+    # the only known background a one-pixel line on the image to shrink: the resized
+    # annotations would hold none, so the images are used as given
+    line = (big > 0) | (np.arange(96)[:, None] == 90)
+    cells_only = TrainingData.from_arrays(images[:2], [small, big], [small > 0, line])
+    assert method.training_view(cells_only) is cells_only
     # within the dead zone, or with rescaling off: the data themselves
     assert _method(rescale_dead_zone=4.0).training_view(data) is data
     assert _method(rescale=False).training_view(data) is data

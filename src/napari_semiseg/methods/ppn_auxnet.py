@@ -296,7 +296,10 @@ class PPNAuxNet(Method):
         annotated cells' median inscribed radius differs from the median over
         all annotated cells by more than ``rescale_dead_zone`` is resized by
         that ratio (image bilinear, labels and known mask nearest), as
-        prediction would resize it. Off with ``rescale``.
+        prediction would resize it. Off with ``rescale``. Where the resized
+        annotations would no longer be valid training data (a one-pixel
+        background scribble, the only one, lost in shrinking), the images are
+        used as given.
 
         Parameters
         ----------
@@ -331,7 +334,10 @@ class PPNAuxNet(Method):
             resized = True
         if not resized:
             return data
-        return TrainingData(items, data.w0, data.sigma, data.normalization)
+        try:
+            return TrainingData(items, data.w0, data.sigma, data.normalization)
+        except SemisegInputError:  # e.g. the only background scribble thinned away
+            return data
 
     def on_training_end(self, data: Any, max_images: int = 8, margin: int = 32) -> None:
         """Measure the reference radius on the annotated cells with the trained model.
