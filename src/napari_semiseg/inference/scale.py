@@ -96,8 +96,8 @@ def agreed_foreground(
         Probability above which a map calls a pixel foreground.
     tolerance : float
         Ratio of the two maps' radii up to which they count as agreeing
-        (the dead zone of :func:`scale_factor`: a smaller disagreement would
-        not change the factor).
+        (the default dead zone of :func:`scale_factor`; a method may use a
+        wider one, e.g. PPN-auxnet's ``rescale_dead_zone``).
 
     Returns
     -------
