@@ -51,6 +51,46 @@ def test_faint_objects_go_and_the_direction_follows_the_annotated_cells():
         )
 
 
+def test_a_dim_object_the_network_is_sure_of_is_held_to_the_lower_bar():
+    image = np.full((1, 40, 40), 0.1)
+    labels = np.zeros((40, 40), np.int32)
+    _square(labels, image, 5, 5, 0.9, 1)  # contrast 0.8: the annotated cells' own
+    _square(labels, image, 5, 25, 0.156, 2)  # 0.07 of it: a dim nucleus
+    _square(labels, image, 25, 5, 0.156, 3)  # as dim, where the network is unsure
+    _square(labels, image, 25, 25, 0.124, 4)  # 0.03 of it: faint texture
+    foreground = np.full((40, 40), 0.95)
+    foreground[25:31, 5:11] = 0.8
+    kept = drop_faint_objects(labels, image, [0.8], 0.1, 36.0, foreground, 0.9, 0.05)
+    assert np.unique(kept).tolist() == [0, 1, 2]
+    # without the foreground, with confident > 1, or a confident bar above the usual
+    # one: every object is held to `fraction`
+    for args in ((None, 0.9, 0.05), (foreground, 1.01, 0.05), (foreground, 0.9, 0.2)):
+        kept = drop_faint_objects(labels, image, [0.8], 0.1, 36.0, *args)
+        assert np.unique(kept).tolist() == [0, 1]
+
+
+def test_the_watershed_reads_its_own_foreground_probability_for_the_lower_bar():
+    image = np.zeros((1, 40, 40), np.float32)
+    probabilities = np.zeros((3, 40, 40), np.float32)
+    probabilities[0] = 1.0
+    for top, value, sure in ((5, 0.8, 0.99), (25, 0.056, 0.97), (25, 0.056, 0.75)):
+        left = 10 if sure > 0.9 or top == 5 else 24
+        image[0, top : top + 8, left : left + 8] = value
+        probabilities[:, top : top + 8, left : left + 8] = np.array([1 - sure, sure, 0.0])[
+            :, None, None
+        ]
+    config = PostprocessConfig(reference_contrast=(0.8,), min_seed_peak=0.7)
+    assert instances_from_probabilities(probabilities, 64.0, config).max() == 3  # no image
+    labels = instances_from_probabilities(probabilities, 64.0, config, image)
+    assert labels.max() == 2  # the bright cell and the dim one it is sure of
+    assert labels[28, 12] > 0
+    assert labels[28, 26] == 0
+    off = PostprocessConfig(
+        reference_contrast=(0.8,), min_seed_peak=0.7, confident_foreground=1.01
+    )
+    assert instances_from_probabilities(probabilities, 64.0, off, image).max() == 1
+
+
 def test_the_watershed_drops_a_confident_but_faint_object_only_with_the_image():
     image = np.zeros((1, 40, 40), np.float32)
     probabilities = np.zeros((3, 40, 40), np.float32)

@@ -90,6 +90,15 @@ class PostprocessConfig:
         cells' median contrast are removed (:func:`drop_faint_objects`): faint
         texture in an empty background is not a cell. Needs the image and
         ``reference_contrast``; 0 = keep every object.
+    confident_foreground : float
+        Objects whose mean foreground probability reaches this are held to
+        ``confident_min_contrast`` instead: a dim cell the network is sure of
+        (faint texture it marks as foreground reaches 0.6-0.85 on the CTC
+        nuclei, the dim nuclei 0.94 and more). 1 = every object is held to
+        ``min_contrast``.
+    confident_min_contrast : float
+        The contrast bar of those confident objects, as a fraction of the
+        reference (never above ``min_contrast``).
     reference_contrast : tuple of float
         ``C`` values: the annotated cells' median contrast to the known
         background around them (``TrainingData.annotated_contrast``, saved
@@ -107,6 +116,8 @@ class PostprocessConfig:
     keep_orphans: bool = False
     fill_holes: bool = True
     min_contrast: float = 0.1
+    confident_foreground: float = 0.9
+    confident_min_contrast: float = 0.05
     reference_contrast: tuple[float, ...] = ()
 
     def for_confidence(self, confidence: float | None) -> PostprocessConfig:
@@ -484,17 +495,21 @@ def drop_faint_objects(
     reference: tuple[float, ...] | list[float],
     fraction: float,
     median_area: float = 0.0,
+    foreground: np.ndarray | None = None,
+    confident: float = 1.0,
+    confident_fraction: float = 0.0,
 ) -> np.ndarray:
     """Remove objects that barely stand out from their surroundings.
 
     Each object's contrast to the background around it
     (:func:`~napari_semiseg.data.annotations.object_contrast`) is projected on
     the direction of ``reference``, the annotated cells' median contrast; an
-    object below ``fraction`` of the reference's length is removed. Objects
-    without enough surroundings to measure are kept. Nothing is removed when
-    the reference is shorter than :data:`MIN_REFERENCE_CONTRAST` (annotated
-    cells that do not differ from their surroundings in intensity) or does not
-    match the image's channels.
+    object below ``fraction`` of the reference's length is removed, or below
+    ``confident_fraction`` of it when its mean ``foreground`` probability is
+    at least ``confident``. Objects without enough surroundings to measure
+    are kept. Nothing is removed when the reference is shorter than
+    :data:`MIN_REFERENCE_CONTRAST` (annotated cells that do not differ from
+    their surroundings in intensity) or does not match the image's channels.
 
     Parameters
     ----------
@@ -508,6 +523,15 @@ def drop_faint_objects(
         Smallest kept contrast as a fraction of the reference (0 = keep all).
     median_area : float
         Median annotated cell area (sets the width of the surroundings).
+    foreground : numpy.ndarray, optional
+        ``(Y, X)`` foreground probability; without it every object is held
+        to ``fraction``.
+    confident : float
+        Mean foreground probability from which an object counts as confident
+        (above 1: none does).
+    confident_fraction : float
+        Smallest kept contrast of a confident object, as a fraction of the
+        reference (``fraction`` when larger than it).
 
     Returns
     -------
@@ -516,10 +540,13 @@ def drop_faint_objects(
 
     Examples
     --------
-    >>> image = np.zeros((1, 12, 12)); image[0, 2:5, 2:5] = 1.0; image[0, 7:10, 7:10] = 0.02
+    >>> image = np.zeros((1, 12, 12)); image[0, 2:5, 2:5] = 1.0; image[0, 7:10, 7:10] = 0.06
     >>> labels = np.zeros((12, 12), np.int32); labels[2:5, 2:5] = 1; labels[7:10, 7:10] = 2
     >>> np.unique(drop_faint_objects(labels, image, [0.8], 0.1, 9.0)).tolist()
     [0, 1]
+    >>> sure = np.full((12, 12), 0.95)
+    >>> np.unique(drop_faint_objects(labels, image, [0.8], 0.1, 9.0, sure, 0.9, 0.05)).tolist()
+    [0, 1, 2]
     """
     ref = np.asarray(reference, dtype=np.float64).ravel()
     length = float(np.linalg.norm(ref))
@@ -527,7 +554,14 @@ def drop_faint_objects(
         return labels
     ids, contrast = object_contrast(image, labels, ring_width(median_area))
     along = contrast @ (ref / length)
-    faint = ids[np.isfinite(along) & (along < fraction * length)]
+    bar = np.full(len(ids), fraction * length)
+    if foreground is not None and confident <= 1.0 and len(ids):
+        flat = labels.ravel()
+        count = np.bincount(flat, minlength=int(ids.max()) + 1)[ids]
+        total = np.bincount(flat, foreground.ravel().astype(np.float64), int(ids.max()) + 1)
+        sure = total[ids] / np.maximum(count, 1) >= confident
+        bar[sure] = min(fraction, confident_fraction) * length
+    faint = ids[np.isfinite(along) & (along < bar)]
     if faint.size == 0:
         return labels
     return np.where(np.isin(labels, faint), 0, labels).astype(np.int32)
@@ -577,7 +611,7 @@ def instances_from_probabilities(
         labels = watershed(-depth, markers=seeds, mask=mask)
     else:
         labels = watershed(-interior, markers=seeds, mask=mask)
-    return _finish(labels, foreground, median_area, config, image)
+    return _finish(labels, foreground, median_area, config, image, 1.0 - probabilities[BACKGROUND])
 
 
 def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> np.ndarray:
@@ -697,8 +731,13 @@ def _finish(
     median_area: float,
     config: PostprocessConfig,
     image: np.ndarray | None = None,
+    probability: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Orphans, small objects, holes, faint objects and sequential ids after the watershed."""
+    """Orphans, small objects, holes, faint objects and sequential ids after the watershed.
+
+    ``probability``: ``(Y, X)`` foreground probability (the contrast filter's
+    confident objects).
+    """
     if config.keep_orphans:
         orphans, n_orphans = ndi.label(foreground & (labels == 0))
         if n_orphans:
@@ -708,7 +747,8 @@ def _finish(
         labels = fill_object_holes(labels)
     if image is not None:
         labels = drop_faint_objects(
-            labels, image, config.reference_contrast, config.min_contrast, median_area
-        )
+            labels, image, config.reference_contrast, config.min_contrast, median_area,
+            probability, config.confident_foreground, config.confident_min_contrast,
+        )  # fmt: skip
     labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.int32)

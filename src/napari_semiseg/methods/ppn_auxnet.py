@@ -826,8 +826,9 @@ class PPNAuxNet(Method):
             self.train(was_training)
         # the contrast filter of the other methods (PostprocessConfig.min_contrast)
         instances = drop_faint_objects(
-            instances, work, postprocess.reference_contrast, postprocess.min_contrast, median_area
-        )
+            instances, work, postprocess.reference_contrast, postprocess.min_contrast, median_area,
+            foreground, postprocess.confident_foreground, postprocess.confident_min_contrast,
+        )  # fmt: skip
         if factor != 1.0:
             shape = image.shape[1:]
             instances = resize_labels(instances, shape)
