@@ -219,6 +219,32 @@ def test_images_are_resized_only_beyond_the_dead_zone(monkeypatch, radius, dead_
     assert run(method.image_scale(disk[None])) == pytest.approx(factor, rel=0.05)
 
 
+def test_one_huge_piece_of_foreground_does_not_set_the_image_scale(monkeypatch):
+    yy, xx = np.mgrid[:160, :160]
+    image = np.zeros((160, 160), np.float32)
+    for y in (12, 36, 60):  # nine cells of the annotated size
+        for x in (12, 36, 60):
+            image[(yy - y) ** 2 + (xx - x) ** 2 <= 5**2] = 1.0
+    method = _method()
+    method.main.cell_inradius.fill_(5.0)
+
+    def seen(x, out=None):
+        fg = x[:, :1].float().numpy()
+        return np.concatenate([fg, fg], axis=1) * 0.9 + 0.05
+
+    monkeypatch.setattr(method, "_foreground_maps", seen)
+    assert run(method.image_scale(image[None])) == 1.0
+    # an out-of-focus glow seen as foreground: one piece with most of it, radius 40
+    glow = image.copy()
+    glow[(yy - 120) ** 2 + (xx - 120) ** 2 <= 40**2] = 1.0
+    assert run(method.image_scale(glow[None])) == 1.0
+    # large cells, none of them most of the foreground, are measured as before
+    large = np.zeros((160, 160), np.float32)
+    for y, x in ((30, 30), (30, 110), (110, 30), (110, 110)):
+        large[(yy - y) ** 2 + (xx - x) ** 2 <= 18**2] = 1.0
+    assert run(method.image_scale(large[None])) == pytest.approx(3.6, rel=0.05)
+
+
 def test_cells_painted_at_another_magnification_are_trained_at_the_annotated_size(
     tiny_config, monkeypatch
 ):
@@ -290,8 +316,10 @@ def test_each_image_is_segmented_at_the_annotated_scale(toy_data, monkeypatch):
     off.load_state_dict(method.state_dict())
     off.main.cell_inradius.fill_(1.0)  # a tiny reference would ask for a large factor
 
-    def confident(x, out=None):  # both maps confident everywhere: one huge piece
-        return np.full((x.shape[0], 2, *x.shape[-2:]), 0.9, np.float32)
+    def confident(x, out=None):  # both maps confident on large squares (4-connected apart)
+        yy, xx = np.mgrid[: x.shape[-2], : x.shape[-1]]
+        squares = ((yy // 32 + xx // 32) % 2 == 0).astype(np.float32)
+        return np.broadcast_to(squares * 0.9, (x.shape[0], 2, *x.shape[-2:])).copy()
 
     monkeypatch.setattr(off, "_foreground_maps", confident)
     assert run(off.image_scale(image)) > 1.0

@@ -66,6 +66,32 @@ def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
     return float(radii[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
+def largest_piece_share(foreground: np.ndarray) -> float:
+    """Share of the foreground that lies in its largest connected piece.
+
+    Parameters
+    ----------
+    foreground : numpy.ndarray
+        ``(Y, X)`` bool.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; 0 when there is no foreground.
+
+    Examples
+    --------
+    >>> fg = np.zeros((8, 8), bool); fg[0, :3] = True; fg[5, 5] = True
+    >>> largest_piece_share(fg)
+    0.75
+    """
+    pieces, n = ndi.label(np.asarray(foreground, dtype=bool))
+    if n == 0:
+        return 0.0
+    sizes = np.bincount(pieces.ravel())[1:]
+    return float(sizes.max() / sizes.sum())
+
+
 def agreed_foreground(
     image: np.ndarray,
     first: np.ndarray,

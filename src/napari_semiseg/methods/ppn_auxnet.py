@@ -46,6 +46,7 @@ from ..inference.scale import (
     FOREGROUND_LEVEL,
     agreed_foreground,
     inscribed_radius,
+    largest_piece_share,
     resize_image,
     resize_labels,
     scale_factor,
@@ -64,6 +65,8 @@ from .base import Batch, Method, MethodConfig, StepOutput, dim_contrast_field, s
 DEFAULT_RADIUS = 8.0
 #: Semantic logit of pixels no proposal window reaches.
 _FLOOR = -4.0
+#: No per-image resizing when one piece holds this share of the agreed foreground.
+ONE_PIECE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -853,8 +856,11 @@ class PPNAuxNet(Method):
         between images, and resizing by such a factor merged touching nuclei
         under one mask (docs/ppn_auxnet.md, change 23).
         When the two agree nowhere, nothing is resized; nor for model files
-        saved before the reference radius existed, or images with too little
-        foreground.
+        saved before the reference radius existed, images with too little
+        foreground, or images where one connected piece holds at least
+        ``ONE_PIECE_SHARE`` of it (the area-weighted median would then measure
+        that one object: an out-of-focus glow on a DSB image shrank it 8
+        times and lost its 30 nuclei).
 
         Parameters
         ----------
@@ -882,9 +888,10 @@ class PPNAuxNet(Method):
             return self._foreground_maps(torch.from_numpy(batch).to(device))
 
         maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
-        radius = inscribed_radius(
-            agreed_foreground(image, maps[0], maps[1]), min_area=2.0 * math.pi * reference**2
-        )
+        agreed = agreed_foreground(image, maps[0], maps[1])
+        if largest_piece_share(agreed) >= ONE_PIECE_SHARE:
+            return 1.0  # the median would measure one object (docs/ppn_auxnet.md, change 26)
+        radius = inscribed_radius(agreed, min_area=2.0 * math.pi * reference**2)
         return scale_factor(radius, reference, dead_zone=self.config.rescale_dead_zone)
 
 
