@@ -238,6 +238,11 @@ def test_one_huge_piece_of_foreground_does_not_set_the_image_scale(monkeypatch):
     glow = image.copy()
     glow[(yy - 120) ** 2 + (xx - 120) ** 2 <= 40**2] = 1.0
     assert run(method.image_scale(glow[None])) == 1.0
+    # a clump of touching cells with most of the foreground still gives their radius
+    clump = np.zeros((160, 160), np.float32)
+    for x in range(20, 141, 16):
+        clump[(yy - 80) ** 2 + (xx - x) ** 2 <= 9**2] = 1.0
+    assert run(method.image_scale(clump[None])) == pytest.approx(1.8, rel=0.1)
     # large cells, none of them most of the foreground, are measured as before
     large = np.zeros((160, 160), np.float32)
     for y, x in ((30, 30), (30, 110), (110, 30), (110, 110)):

@@ -46,7 +46,7 @@ from ..inference.scale import (
     FOREGROUND_LEVEL,
     agreed_foreground,
     inscribed_radius,
-    largest_piece_share,
+    largest_piece,
     resize_image,
     resize_labels,
     scale_factor,
@@ -65,7 +65,7 @@ from .base import Batch, Method, MethodConfig, StepOutput, dim_contrast_field, s
 DEFAULT_RADIUS = 8.0
 #: Semantic logit of pixels no proposal window reaches.
 _FLOOR = -4.0
-#: No per-image resizing when one piece holds this share of the agreed foreground.
+#: No per-image resizing when one object holds this share of the agreed foreground.
 ONE_PIECE_SHARE = 0.5
 
 
@@ -857,10 +857,12 @@ class PPNAuxNet(Method):
         under one mask (docs/ppn_auxnet.md, change 23).
         When the two agree nowhere, nothing is resized; nor for model files
         saved before the reference radius existed, images with too little
-        foreground, or images where one connected piece holds at least
-        ``ONE_PIECE_SHARE`` of it (the area-weighted median would then measure
-        that one object: an out-of-focus glow on a DSB image shrank it 8
-        times and lost its 30 nuclei).
+        foreground, or images where one object holds at least
+        ``ONE_PIECE_SHARE`` of it (a connected piece of less than two disks
+        of its inscribed radius; the area-weighted median would measure that
+        one object: an out-of-focus glow on a DSB image shrank it 8 times and
+        lost its 30 nuclei). A clump of touching cells holding most of the
+        foreground (dense tissue) still gives its cells' radius and counts.
 
         Parameters
         ----------
@@ -889,7 +891,8 @@ class PPNAuxNet(Method):
 
         maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
         agreed = agreed_foreground(image, maps[0], maps[1])
-        if largest_piece_share(agreed) >= ONE_PIECE_SHARE:
+        share, cells = largest_piece(agreed)
+        if share >= ONE_PIECE_SHARE and cells < 2.0:
             return 1.0  # the median would measure one object (docs/ppn_auxnet.md, change 26)
         radius = inscribed_radius(agreed, min_area=2.0 * math.pi * reference**2)
         return scale_factor(radius, reference, dead_zone=self.config.rescale_dead_zone)
