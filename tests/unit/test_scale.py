@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_semiseg.data import TrainingData
 from napari_semiseg.data.annotations import cell_inradii
 from napari_semiseg.inference.scale import (
     agreed_foreground,
     inscribed_radius,
+    largest_piece,
     resize_image,
     resize_labels,
     scale_factor,
@@ -130,3 +132,22 @@ def test_agreed_foreground_keeps_the_common_part_when_sizes_agree():
     # with no tolerance the rims go back to the cells they look like
     strict = agreed_foreground(image, truth.astype(float), slightly_smaller, tolerance=1.0)
     assert (strict == truth).all()
+
+
+def test_largest_piece_share_and_cells():
+    yy, xx = np.mgrid[:80, :80]
+    glow = (yy - 70) ** 2 + (xx - 70) ** 2 <= 30**2  # cut by the image's edge
+    specks = np.zeros((80, 80), bool)
+    specks[5:8, 5:8] = specks[5:8, 20:23] = True
+    share, cells = largest_piece(glow | specks)
+    assert share == pytest.approx(glow.sum() / (glow.sum() + 18))
+    # the same measure as over the whole image (no background beyond its edge)
+    radius = ndi.distance_transform_edt(glow).max()
+    assert cells == pytest.approx(glow.sum() / (np.pi * radius**2))
+    # a row of touching disks: about one cell per disk
+    cy, cx = np.mgrid[:40, :200]
+    clump = np.zeros((40, 200), bool)
+    for x in range(20, 181, 18):  # ten disks of radius 10, overlapping
+        clump |= (cy - 20) ** 2 + (cx - x) ** 2 <= 10**2
+    assert 6 < largest_piece(clump)[1] < 12
+    assert largest_piece(np.zeros((5, 5), bool)) == (0.0, 0.0)

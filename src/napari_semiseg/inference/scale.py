@@ -97,7 +97,14 @@ def largest_piece(foreground: np.ndarray) -> tuple[float, float]:
         return 0.0, 0.0
     sizes = np.bincount(pieces.ravel())[1:]
     big = int(np.argmax(sizes)) + 1
-    radius = float(ndi.distance_transform_edt(pieces == big).max())
+    # its box grown by one pixel holds the background nearest to each of its pixels
+    # (none beyond the image's edge, as over the whole image)
+    box = ndi.find_objects(pieces, max_label=big)[big - 1]
+    box = tuple(
+        slice(max(0, b.start - 1), min(n_px, b.stop + 1))
+        for b, n_px in zip(box, pieces.shape, strict=True)
+    )
+    radius = float(ndi.distance_transform_edt(pieces[box] == big).max())
     return float(sizes[big - 1] / sizes.sum()), float(sizes[big - 1] / (np.pi * radius**2))
 
 

@@ -67,6 +67,8 @@ DEFAULT_RADIUS = 8.0
 _FLOOR = -4.0
 #: No per-image resizing when one object holds this share of the agreed foreground.
 ONE_PIECE_SHARE = 0.5
+#: A piece of less than this many disks of its inscribed radius is one object.
+ONE_OBJECT_CELLS = 2.0
 
 
 @dataclass(frozen=True)
@@ -892,7 +894,7 @@ class PPNAuxNet(Method):
         maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
         agreed = agreed_foreground(image, maps[0], maps[1])
         share, cells = largest_piece(agreed)
-        if share >= ONE_PIECE_SHARE and cells < 2.0:
+        if share >= ONE_PIECE_SHARE and cells < ONE_OBJECT_CELLS:
             return 1.0  # the median would measure one object (docs/ppn_auxnet.md, change 26)
         radius = inscribed_radius(agreed, min_area=2.0 * math.pi * reference**2)
         return scale_factor(radius, reference, dead_zone=self.config.rescale_dead_zone)
