@@ -556,10 +556,7 @@ def drop_faint_objects(
     along = contrast @ (ref / length)
     bar = np.full(len(ids), fraction * length)
     if foreground is not None and confident <= 1.0 and len(ids):
-        flat = labels.ravel()
-        count = np.bincount(flat, minlength=int(ids.max()) + 1)[ids]
-        total = np.bincount(flat, foreground.ravel().astype(np.float64), int(ids.max()) + 1)
-        sure = total[ids] / np.maximum(count, 1) >= confident
+        sure = np.asarray(ndi.mean(foreground, labels, ids)) >= confident
         bar[sure] = min(fraction, confident_fraction) * length
     faint = ids[np.isfinite(along) & (along < bar)]
     if faint.size == 0:
@@ -611,7 +608,8 @@ def instances_from_probabilities(
         labels = watershed(-depth, markers=seeds, mask=mask)
     else:
         labels = watershed(-interior, markers=seeds, mask=mask)
-    return _finish(labels, foreground, median_area, config, image, 1.0 - probabilities[BACKGROUND])
+    probability = None if image is None else 1.0 - probabilities[BACKGROUND]
+    return _finish(labels, foreground, median_area, config, image, probability)
 
 
 def split_by_depth(seeds: np.ndarray, depth: np.ndarray, prominence: float) -> np.ndarray:

@@ -27,9 +27,23 @@ FOREGROUND_LEVEL = 0.8
 DEAD_ZONE = 1.25
 #: Smallest and largest factor applied (upsampling costs pixels quadratically).
 LIMITS = (0.5, 8.0)
+#: A piece of less than this many disks of its inscribed radius is one object.
+ONE_OBJECT_CELLS = 2.0
 
 
-def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
+def _pieces(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inscribed radius and area ``(n,)`` of each connected piece of ``(Y, X)`` bool."""
+    pieces, n = ndi.label(foreground)
+    index = np.arange(1, n + 1)
+    distance = ndi.distance_transform_edt(foreground)
+    radii = np.asarray(ndi.maximum(distance, pieces, index), dtype=np.float64).reshape(-1)
+    areas = np.asarray(ndi.sum(foreground, pieces, index), dtype=np.float64).reshape(-1)
+    return radii, areas
+
+
+def inscribed_radius(
+    foreground: np.ndarray, min_area: float = 0.0, max_object_share: float | None = None
+) -> float:
     """Area-weighted median of the inscribed radii of the foreground pieces.
 
     Parameters
@@ -39,6 +53,11 @@ def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
     min_area : float
         Below this much foreground in total the estimate is not trusted (0 is
         returned).
+    max_object_share : float, optional
+        When the largest piece is one object (:func:`largest_piece`: fewer
+        than :data:`ONE_OBJECT_CELLS` disks of its radius) and holds at least
+        this share of the foreground, the median would be that one object's
+        radius: 0 is returned. None: never.
 
     Returns
     -------
@@ -51,19 +70,29 @@ def inscribed_radius(foreground: np.ndarray, min_area: float = 0.0) -> float:
     >>> disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 10**2
     >>> round(inscribed_radius(disk))
     10
+    >>> inscribed_radius(disk, max_object_share=0.5)
+    0.0
     """
     foreground = np.asarray(foreground, dtype=bool)
     total = int(foreground.sum())
     if total == 0 or total < min_area:
         return 0.0
-    pieces, n = ndi.label(foreground)
-    index = np.arange(1, n + 1)
-    distance = ndi.distance_transform_edt(foreground)
-    radii = np.asarray(ndi.maximum(distance, pieces, index), dtype=np.float64)
-    areas = np.asarray(ndi.sum(foreground, pieces, index), dtype=np.float64)
+    radii, areas = _pieces(foreground)
+    if max_object_share is not None:
+        share, cells = _largest(radii, areas)
+        if share >= max_object_share and cells < ONE_OBJECT_CELLS:
+            return 0.0
     order = np.argsort(radii)
     cumulative = np.cumsum(areas[order])
     return float(radii[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def _largest(radii: np.ndarray, areas: np.ndarray) -> tuple[float, float]:
+    """Share and cell count of the piece of largest area (see :func:`largest_piece`)."""
+    if len(areas) == 0:
+        return 0.0, 0.0
+    big = int(np.argmax(areas))
+    return float(areas[big] / areas.sum()), float(areas[big] / (np.pi * radii[big] ** 2))
 
 
 def largest_piece(foreground: np.ndarray) -> tuple[float, float]:
@@ -91,21 +120,7 @@ def largest_piece(foreground: np.ndarray) -> tuple[float, float]:
     >>> round(share, 2), round(cells, 1)
     (1.0, 1.0)
     """
-    foreground = np.asarray(foreground, dtype=bool)
-    pieces, n = ndi.label(foreground)
-    if n == 0:
-        return 0.0, 0.0
-    sizes = np.bincount(pieces.ravel())[1:]
-    big = int(np.argmax(sizes)) + 1
-    # its box grown by one pixel holds the background nearest to each of its pixels
-    # (none beyond the image's edge, as over the whole image)
-    box = ndi.find_objects(pieces, max_label=big)[big - 1]
-    box = tuple(
-        slice(max(0, b.start - 1), min(n_px, b.stop + 1))
-        for b, n_px in zip(box, pieces.shape, strict=True)
-    )
-    radius = float(ndi.distance_transform_edt(pieces[box] == big).max())
-    return float(sizes[big - 1] / sizes.sum()), float(sizes[big - 1] / (np.pi * radius**2))
+    return _largest(*_pieces(np.asarray(foreground, dtype=bool)))
 
 
 def agreed_foreground(

@@ -46,7 +46,6 @@ from ..inference.scale import (
     FOREGROUND_LEVEL,
     agreed_foreground,
     inscribed_radius,
-    largest_piece,
     resize_image,
     resize_labels,
     scale_factor,
@@ -67,8 +66,6 @@ DEFAULT_RADIUS = 8.0
 _FLOOR = -4.0
 #: No per-image resizing when one object holds this share of the agreed foreground.
 ONE_PIECE_SHARE = 0.5
-#: A piece of less than this many disks of its inscribed radius is one object.
-ONE_OBJECT_CELLS = 2.0
 
 
 @dataclass(frozen=True)
@@ -892,11 +889,11 @@ class PPNAuxNet(Method):
             return self._foreground_maps(torch.from_numpy(batch).to(device))
 
         maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
-        agreed = agreed_foreground(image, maps[0], maps[1])
-        share, cells = largest_piece(agreed)
-        if share >= ONE_PIECE_SHARE and cells < ONE_OBJECT_CELLS:
-            return 1.0  # the median would measure one object (docs/ppn_auxnet.md, change 26)
-        radius = inscribed_radius(agreed, min_area=2.0 * math.pi * reference**2)
+        radius = inscribed_radius(
+            agreed_foreground(image, maps[0], maps[1]),
+            min_area=2.0 * math.pi * reference**2,
+            max_object_share=ONE_PIECE_SHARE,  # docs/ppn_auxnet.md, change 26
+        )
         return scale_factor(radius, reference, dead_zone=self.config.rescale_dead_zone)
 
 
