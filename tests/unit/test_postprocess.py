@@ -287,3 +287,25 @@ def test_a_cut_cell_with_unclaimed_pixels_between_its_pieces_is_joined():
     notch = cut.copy()
     notch[18:23, 5:12] = 0
     assert np.unique(join_cut_objects(notch)).tolist() == [0, 1, 2]
+
+
+def test_an_elongated_cell_cut_across_joins_with_the_convex_contact_rule():
+    # an ellipse 3x longer than wide cut across its short axis: the halves share a
+    # border as long as the ellipse is wide, less than a half's equivalent diameter
+    yy, xx = np.mgrid[:40, :80]
+    ellipse = ((yy - 20) / 9.0) ** 2 + ((xx - 40) / 27.0) ** 2 <= 1
+    cut = np.where(ellipse, np.where(xx < 40, 1, 2), 0)
+    contact = contact_lengths(cut)[1, 2] / (2 * np.sqrt((cut == 1).sum() / np.pi))
+    assert 0.5 < contact < 1.0
+    np.testing.assert_array_equal(join_cut_objects(cut), cut)  # contact below 1: two
+    joined = join_cut_objects(cut, convex_contact=0.5)
+    assert np.unique(joined).tolist() == [0, 1]
+    # ... but not across a seam, nor two touching disks (a waist, solidity < 0.9)
+    seam = np.full(cut.shape, 0.9, np.float32)
+    seam[:, 39:41] = 0.1
+    np.testing.assert_array_equal(join_cut_objects(cut, foreground=seam, convex_contact=0.5), cut)
+    pair = disks(shape=(40, 60), centres=((20, 18), (20, 38)), radius=11)
+    np.testing.assert_array_equal(join_cut_objects(pair, convex_contact=0.5), pair)
+    # 0 (off) and values not below min_contact change nothing
+    np.testing.assert_array_equal(join_cut_objects(cut, convex_contact=0), cut)
+    np.testing.assert_array_equal(join_cut_objects(cut, convex_contact=1.0), cut)

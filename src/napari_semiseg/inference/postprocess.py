@@ -293,6 +293,7 @@ def join_cut_objects(
     foreground: np.ndarray | None = None,
     min_foreground: float = JOIN_MIN_FOREGROUND,
     no_gap_solidity: float = JOIN_SOLIDITY_NO_GAP,
+    convex_contact: float | None = None,
 ) -> np.ndarray:
     """Join touching objects that look like one convex cell cut in pieces.
 
@@ -313,6 +314,13 @@ def join_cut_objects(
     needs a solidity of only ``no_gap_solidity`` (a lobed nucleus cut along
     its lobes is less convex than ``min_solidity`` but has no seam).
 
+    With ``convex_contact`` (below ``min_contact``), a shorter shared border
+    of at least ``convex_contact`` diameters joins too when the union is at
+    least ``min_solidity`` convex (the lower ``no_gap_solidity`` is not
+    enough there): an elongated nucleus cut across its short axis shares a
+    border about as long as it is wide, less than the equivalent diameter of
+    either half.
+
     Parameters
     ----------
     labels : numpy.ndarray
@@ -332,6 +340,10 @@ def join_cut_objects(
         Least solidity of the union of two objects with no gap between them
         (used only with ``foreground``; values above ``min_solidity`` have
         no effect).
+    convex_contact : float, optional
+        Shortest shared border (in diameters of the smaller object) of a
+        pair whose union is at least ``min_solidity`` convex; None, 0 or a
+        value of at least ``min_contact``: no shorter border joins.
 
     Returns
     -------
@@ -351,6 +363,11 @@ def join_cut_objects(
     >>> lab[1:3, 3:5] = lab[5:7, 3:5] = 0  # a waist: two cells touching
     >>> np.unique(join_cut_objects(lab)).tolist()
     [0, 1, 2]
+    >>> long = np.zeros((8, 20), int); long[1:7, 1:10] = 1; long[1:7, 10:19] = 2
+    >>> np.unique(join_cut_objects(long)).tolist()  # cut across: contact 0.7 diameters
+    [0, 1, 2]
+    >>> np.unique(join_cut_objects(long, convex_contact=0.5)).tolist()
+    [0, 1]
     """
     if min_contact <= 0:
         return labels
@@ -358,8 +375,9 @@ def join_cut_objects(
         raise ValueError(f"foreground {foreground.shape} and labels {labels.shape} differ")
     for _ in range(8):  # a piece may join only the union of pieces joined before
         joined = _join_once(
-            labels, min_contact, min_solidity, foreground, min_foreground, no_gap_solidity
-        )
+            labels, min_contact, min_solidity, foreground, min_foreground, no_gap_solidity,
+            convex_contact,
+        )  # fmt: skip
         if joined is labels:
             break
         labels = joined
@@ -373,6 +391,7 @@ def _join_once(
     foreground: np.ndarray | None = None,
     min_foreground: float = JOIN_MIN_FOREGROUND,
     no_gap_solidity: float = JOIN_SOLIDITY_NO_GAP,
+    convex_contact: float | None = None,
 ) -> np.ndarray:
     """One pass of :func:`join_cut_objects` over the current pairs (input if none)."""
     from skimage.morphology import convex_hull_image
@@ -386,12 +405,14 @@ def _join_once(
             i = parent[i]
         return i
 
+    shortest = min(min_contact, convex_contact) if (convex_contact or 0) > 0 else min_contact
     contacts = contact_lengths(labels)
     for a, b in contacts:
         if a >= b:
             continue
         small, other = (a, b) if areas[a] <= areas[b] else (b, a)
-        if contacts[small, other] < min_contact * 2.0 * np.sqrt(areas[small] / np.pi):
+        contact = contacts[small, other] / (2.0 * np.sqrt(areas[small] / np.pi))
+        if contact < shortest:
             continue
         box = tuple(
             slice(min(p.start, q.start), max(p.stop, q.stop))
@@ -404,6 +425,8 @@ def _join_once(
             if foreground[box][seam].mean() < min_foreground:
                 continue  # a gap of background between them: two cells
             least = min(min_solidity, no_gap_solidity)
+        if contact < min_contact:  # a short border: only a convex union
+            least = min_solidity
         # holes filled: pixels between the pieces that no mask claimed are the cell's
         union = ndi.binary_fill_holes(in_a | in_b)
         if union.sum() < least * convex_hull_image(union).sum():

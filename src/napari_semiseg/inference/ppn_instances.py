@@ -184,6 +184,7 @@ def segment_from_proposals(
     fill_holes: bool = True,
     border_reach: float = 0.0,
     join_contact: float = 0.0,
+    join_convex_contact: float | None = None,
 ) -> Generator[TileDone, None, tuple[np.ndarray, np.ndarray]]:
     """Instance masks of a whole image from a tile-wise proposal model.
 
@@ -219,6 +220,9 @@ def segment_from_proposals(
         ``min_contact``; 0 = never): two score peaks on one large nucleus.
         When the tiles give a ``foreground`` map, it is stitched from each
         tile's central region and the join uses it.
+    join_convex_contact : float, optional
+        The join's shorter shared border for a union at least 0.9 convex
+        (``convex_contact`` of :func:`.postprocess.join_cut_objects`).
 
     Yields
     ------
@@ -267,7 +271,9 @@ def segment_from_proposals(
     origins = np.round(all_centres[keep]).astype(np.int64) - window_radius
     labels, best = assemble_instances(origins, all_windows[keep], (height, width), threshold)
     labels = keep_largest_fragment(labels)
-    labels = join_cut_objects(labels, join_contact, foreground=support)
+    labels = join_cut_objects(
+        labels, join_contact, foreground=support, convex_contact=join_convex_contact
+    )
     labels = remove_small_objects(labels, min_area)
     if fill_holes:
         labels = fill_object_holes(labels)

@@ -98,6 +98,15 @@ class PPNAuxConfig(MethodConfig):
             "diameter, when their union is convex (0 = never): a nucleus cut by two proposals",
         ),
     )  # fmt: skip
+    join_convex_contact: float = field(
+        default=0.5,
+        metadata=setting(
+            0, 4, 0.05,
+            "join touching instances sharing a shorter border, down to this many times the "
+            "smaller one's diameter, when their union is very convex (solidity 0.9): an "
+            "elongated nucleus cut across (0 = off)",
+        ),
+    )  # fmt: skip
     border_reach: float = field(
         default=0.5,
         metadata=setting(
@@ -680,9 +689,11 @@ class PPNAuxNet(Method):
         vectors = torch.stack([found.anchors, found.centres - found.anchors], 1)
         # as at prediction: pieces of one convex cell are one instance
         support = self._foreground(x[:1], maps["out"])[0]
-        instances = _relabel(
-            join_cut_objects(labels[0].cpu().numpy(), self.config.join_contact, foreground=support)
-        )
+        joined = join_cut_objects(
+            labels[0].cpu().numpy(), self.config.join_contact, foreground=support,
+            convex_contact=self.config.join_convex_contact,
+        )  # fmt: skip
+        instances = _relabel(joined)
         return {
             "probabilities": probs.float().cpu().numpy(),
             "foreground": s.float().cpu().numpy(),
@@ -823,6 +834,7 @@ class PPNAuxNet(Method):
                 self.config.merge_distance * radius, threshold,
                 postprocess.min_size_fraction * median_area, postprocess.fill_holes,
                 self.config.border_reach * radius, self.config.join_contact,
+                self.config.join_convex_contact,
             )  # fmt: skip
         finally:
             self.train(was_training)
