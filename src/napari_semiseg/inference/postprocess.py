@@ -364,7 +364,7 @@ def join_cut_objects(
     >>> np.unique(join_cut_objects(lab)).tolist()
     [0, 1, 2]
     >>> long = np.zeros((8, 20), int); long[1:7, 1:10] = 1; long[1:7, 10:19] = 2
-    >>> np.unique(join_cut_objects(long)).tolist()  # cut across: contact 0.7 diameters
+    >>> np.unique(join_cut_objects(long)).tolist()  # cut across: contact 0.72 diameters
     [0, 1, 2]
     >>> np.unique(join_cut_objects(long, convex_contact=0.5)).tolist()
     [0, 1]
