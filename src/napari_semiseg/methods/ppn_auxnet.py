@@ -124,6 +124,14 @@ class PPNAuxConfig(MethodConfig):
     window_sigmas: float = field(
         default=3.0, metadata=setting(1, 6, 0.5, "mask window half-width in prior sigmas")
     )
+    predict_window_sigmas: float = field(
+        default=4.0,
+        metadata=setting(
+            0, 8, 0.5,
+            "mask window half-width at prediction, in prior sigmas (0 = the training "
+            "window): masks of cells larger than the annotated ones reach their rims",
+        ),
+    )  # fmt: skip
     prior_strength: float = field(
         default=1.0, metadata=setting(0, 10, 0.1, "kappa of the Gaussian size prior")
     )
@@ -261,8 +269,16 @@ class PPNAuxNet(Method):
         return math.sqrt(area / math.pi) if area > 0 else DEFAULT_RADIUS
 
     def _window(self, radius: float) -> tuple[float, int]:
+        """Prior sigma and mask-window half-width for cells of ``radius``.
+
+        In eval mode the window is ``predict_window_sigmas`` wide when set
+        (docs/ppn_auxnet.md, change 28), else ``window_sigmas`` as in training.
+        """
         sigma = radius  # METHODS.md: sigma = r = sqrt(A_med / pi)
-        return sigma, _window_radius(sigma, self.config.window_sigmas)
+        sigmas = self.config.window_sigmas
+        if not self.main.training and self.config.predict_window_sigmas > 0:
+            sigmas = self.config.predict_window_sigmas
+        return sigma, _window_radius(sigma, sigmas)
 
     #: No per-image rescaling where most pixels look like nothing annotated
     #: (``rescale_on_unseen`` keeps it): the size estimate reads the networks'
