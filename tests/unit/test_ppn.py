@@ -402,3 +402,19 @@ def test_a_nucleus_cut_by_two_proposals_is_joined(join):
     for index in (1, 2):  # the touching pair stays two cells, each whole
         assert len(np.unique(labels[pair == index])) == 1
     assert labels[20, 62] != labels[20, 81]
+
+
+def test_masks_are_trained_in_one_window_and_predicted_in_a_wider_one():
+    from napari_semiseg.inference.proposals import window_radius as _window_radius
+    from napari_semiseg.methods import build_method
+
+    tiny = UNetConfig(base_channels=4, depth=2, dropout=0.0)
+    method = build_method("ppn-auxnet", {}, tiny, 1)
+    method.train()
+    sigma, trained = method._window(10.0)
+    method.eval()
+    assert method._window(10.0) == (sigma, _window_radius(sigma, 4.0))
+    assert method._window(10.0)[1] > trained == _window_radius(sigma, 3.0)
+    same = build_method("ppn-auxnet", {"predict_window_sigmas": 0.0}, tiny, 1)
+    same.eval()
+    assert same._window(10.0)[1] == trained  # 0: the training window
