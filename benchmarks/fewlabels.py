@@ -20,6 +20,7 @@ Examples
 python benchmarks/fewlabels.py --budget 180 --seeds 0,1,2
 python benchmarks/fewlabels.py --sets dsb2018_fluo_nuclei --methods unet,rf --budget 60 --seeds 0
 python benchmarks/fewlabels.py --speed --methods ''   # steps/s, MPix/s, peak memory on 4096x4096
+python benchmarks/fewlabels.py --speed --speed-methods unet,ppn-auxnet --methods ''  # per method
 python benchmarks/fewlabels.py --table-only     # rebuild docs/benchmarks.md from the cache
 
 Two workers on a 2-core machine (each run on one core; they share the cache and
@@ -385,15 +386,20 @@ def run_random_forest(task: Task, seed: int) -> dict:
     return {**score(task, masks), "scoring": SCORING, "train_s": trained}
 
 
-def measure_speed(budget: float) -> dict:
-    """Training steps/s on the sample data and prediction speed/memory on 4096 x 4096."""
+def measure_speed(budget: float, method: str = "unet") -> dict:
+    """Training steps/s on the sample data and prediction speed/memory on 4096 x 4096.
+
+    ``method`` is trained with its defaults for ``budget`` seconds in a fresh
+    process, then predicts the sample image tiled 16 x 16 (4096 x 4096, cells of
+    the annotated size); the peak resident memory is that process's.
+    """
     code = f"""
 import json, resource, time, numpy as np, torch
 from napari_semiseg._sample_data import sample_folders
 from napari_semiseg.api import train, predict
 folders = sample_folders()
 result = train(folders['images'], folders['annotations'], folders['known'], steps=10**6,
-               time_budget={budget}, device='auto', preview_every=0)
+               time_budget={budget}, device='auto', preview_every=0, method={method!r})
 rate = result.steps / result.elapsed
 rng = np.random.default_rng(0)
 import tifffile
@@ -487,6 +493,9 @@ def save_cache(cache: dict, path: Path, fresh: set[str] | None = None) -> None:
             mine = cache["runs"] if fresh is None else {k: cache["runs"][k] for k in fresh}
             cache["runs"] = {**cache["runs"], **on_disk.get("runs", {}), **mine}
             cache["speed"] = cache.get("speed") or on_disk.get("speed")
+            others = {**on_disk.get("speed_methods", {}), **cache.get("speed_methods", {})}
+            if others:
+                cache["speed_methods"] = others
         text = json.dumps(cache, indent=1, sort_keys=True)
         atomic_write(path, lambda tmp: tmp.write_text(text))
 
@@ -546,24 +555,36 @@ def table(cache: dict, budget: float) -> str:
                 f"{stat('dice')} | {steps} | {rate} | {codes} |"
             )
     lines += ["", *versus_unet(runs, sets, methods, budget)]
-    speed = cache.get("speed")
-    if speed:
+    lines += speed_table(cache)
+    return "\n".join(lines)
+
+
+def speed_table(cache: dict) -> list[str]:
+    """Markdown lines of the speed and memory figures in ``cache`` (none: empty).
+
+    ``speed`` is the U-Net's (the default method); ``speed_methods`` holds the
+    figures of other methods (``--speed-methods``), each row prefixed by its name.
+    """
+    measured = {"unet": cache.get("speed"), **cache.get("speed_methods", {})}
+    lines = []
+    for method, speed in measured.items():
+        if not speed:
+            continue
+        prefix = "" if method == "unet" else f"{method}: "
+        config = "default config" if method == "unet" else "its defaults"
         lines += [
-            "",
-            "| measure | value |",
-            "| --- | --- |",
-            f"| training steps/s (sample data, default config) | {speed['steps_per_s']:.2f} |",
+            f"| {prefix}training steps/s (sample data, {config}) | {speed['steps_per_s']:.2f} |",
             (
-                f"| prediction, 4096 x 4096 image | {speed['predict_s_4096']:.1f} s "
+                f"| {prefix}prediction, 4096 x 4096 image | {speed['predict_s_4096']:.1f} s "
                 f"({speed['mpix_per_s_4096']:.2f} MPix/s) |"
             ),
             (
-                "| peak resident memory while predicting 4096 x 4096 | "
+                f"| {prefix}peak resident memory while predicting 4096 x 4096 | "
                 f"{speed['peak_rss_mb']:.0f} MB "
                 f"(before: {speed['rss_before_predict_mb']:.0f} MB) |"
             ),
         ]
-    return "\n".join(lines)
+    return ["", "| measure | value |", "| --- | --- |", *lines] if lines else []
 
 
 def code_of(run: dict) -> int:
@@ -677,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
         "--save-models", type=Path, metavar="DIR", help="also keep each trained model file here"
     )
     parser.add_argument("--speed", action="store_true", help="measure speed and memory")
+    parser.add_argument(
+        "--speed-methods",
+        default="unet",
+        metavar="M1,M2",
+        help="methods whose speed and memory --speed measures (default: unet)",
+    )
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--cache", type=Path, default=CACHE, help="results file (JSON)")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
@@ -731,11 +758,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - {"rf", "ceiling", *METHODS}
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}")
+    unknown = {m for m in args.speed_methods.split(",") if m} - set(METHODS)
+    if unknown:
+        parser.error(f"unknown --speed-methods {sorted(unknown)}")
     if not args.table_only:
         if args.speed:
-            cache["speed"] = measure_speed(min(args.budget, 60.0))
-            save_cache(cache, args.cache, fresh)
-            print(json.dumps(cache["speed"], indent=1))
+            for method in [m for m in args.speed_methods.split(",") if m]:
+                measured = measure_speed(min(args.budget, 60.0), method)
+                if method == "unet":
+                    cache["speed"] = measured
+                else:
+                    cache.setdefault("speed_methods", {})[method] = measured
+                save_cache(cache, args.cache, fresh)
+                print(method, json.dumps(measured, indent=1))
         for dataset in args.sets.split(","):
             if not args.methods:
                 break

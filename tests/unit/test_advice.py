@@ -118,11 +118,21 @@ def test_dimmed_patches_where_images_look_like_fluorescence(tiny_config, toy_dat
     assert method.augment_for_data(stronger, fluorescence) == stronger
     off = build_method("ppn-auxnet", {"dim_contrast": 1.0}, tiny, 1)
     assert off.augment_for_data(plain, fluorescence) == plain
-    # the U-Net has the setting, off by default; methods without it keep the user's augmentation
-    assert build_method("unet", {}, tiny, 1).augment_for_data(plain, fluorescence) == plain
-    unet = build_method("unet", {"dim_contrast": 0.2}, tiny, 1)
+    # the U-Net has the same setting and default; methods without it keep the user's augmentation
+    unet = build_method("unet", {}, tiny, 1)
     assert unet.augment_for_data(plain, fluorescence).min_contrast == 0.2
     assert unet.augment_for_data(plain, bright) == plain
+    assert (
+        build_method("unet", {"dim_contrast": 1.0}, tiny, 1).augment_for_data(plain, fluorescence)
+        == plain
+    )
+    # not when the annotation already holds a cell as faint as the dimming would make one
+    assert fluorescence["dimmest_cell_contrast"] > 0.2
+    faint = {**fluorescence, "dimmest_cell_contrast": 0.15}
+    assert unet.augment_for_data(plain, faint) == plain
+    assert method.augment_for_data(plain, faint) == plain
+    unknown = {**fluorescence, "dimmest_cell_contrast": float("nan")}  # no cell to measure
+    assert unet.augment_for_data(plain, unknown).min_contrast == 0.2
     teacher = build_method("mean-teacher", {}, tiny, 1)
     assert teacher.augment_for_data(plain, fluorescence) == plain
     # the engine trains with it and saves it with the model

@@ -154,3 +154,26 @@ def test_model_files_are_matched_to_their_data_set(fewlabels):
     )
     assert fewlabels.dataset_of(Path("dsb2018_fluo_nucleiX_unet_0_180.pt")) is None
     assert fewlabels.dataset_of(Path("model.pt")) is None
+
+
+def test_speed_of_other_methods_is_kept_and_tabled(fewlabels, tmp_path):
+    figures = {
+        "steps_per_s": 2.5, "predict_s_4096": 40.0, "mpix_per_s_4096": 0.42,
+        "peak_rss_mb": 2100.0, "rss_before_predict_mb": 600.0,
+    }  # fmt: skip
+    path = tmp_path / "results.json"
+    fewlabels.save_cache({"runs": {}, "speed": {**figures, "steps_per_s": 7.0}}, path)
+    # a later --speed-methods ppn-auxnet run keeps the U-Net's figures and adds its own
+    fewlabels.save_cache(
+        {"runs": {}, "speed": None, "speed_methods": {"ppn-auxnet": figures}}, path
+    )
+    cache = fewlabels.load_cache(path, None)
+    assert cache["speed"]["steps_per_s"] == 7.0
+    lines = fewlabels.speed_table(cache)
+    assert "| training steps/s (sample data, default config) | 7.00 |" in lines
+    assert "| ppn-auxnet: prediction, 4096 x 4096 image | 40.0 s (0.42 MPix/s) |" in lines
+    assert (
+        "| ppn-auxnet: peak resident memory while predicting 4096 x 4096 | 2100 MB "
+        "(before: 600 MB) |" in lines
+    )
+    assert fewlabels.speed_table({"runs": {}, "speed": None}) == []

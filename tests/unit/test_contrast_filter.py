@@ -132,3 +132,16 @@ def test_no_reference_without_known_background_around_the_cells():
     known[18:, :] = True  # known background, but far from the cell
     data = TrainingData.from_arrays([image], [labels], [known])
     assert data.annotated_contrast() is None
+    assert np.isnan(data.dimmest_cell_contrast())
+
+
+def test_dimmest_cell_contrast_is_a_fraction_of_the_median_cell():
+    image = np.zeros((24, 60), np.float32)
+    labels = np.zeros((24, 60), np.int32)
+    for index, (x, level) in enumerate([(4, 1.0), (20, 0.8), (36, 0.1)], start=1):
+        image[8:14, x : x + 6] = level
+        labels[8:14, x : x + 6] = index
+    data = TrainingData.from_arrays([image], [labels], [None])  # every 0 is background
+    # contrasts 1.0, 0.8 and 0.1 against a background of 0: the median is 0.8
+    assert data.dimmest_cell_contrast() == pytest.approx(0.1 / 0.8)
+    assert data.summary()["dimmest_cell_contrast"] == pytest.approx(0.1 / 0.8)

@@ -87,7 +87,7 @@ def test_train_form_follows_the_method(viewer, make_widget, monkeypatch):
         "depth_head": True,
         "depth_weight": 1.0,
         "depth_prominence": 0.3,
-        "dim_contrast": 1.0,
+        "dim_contrast": 0.2,
     }
 
 
