@@ -151,3 +151,56 @@ def test_largest_piece_share_and_cells():
         clump |= (cy - 20) ** 2 + (cx - x) ** 2 <= 10**2
     assert 6 < largest_piece(clump)[1] < 12
     assert largest_piece(np.zeros((5, 5), bool)) == (0.0, 0.0)
+
+
+def test_sample_windows_cover_small_images_and_spread_over_large_ones():
+    from napari_semiseg.inference.scale import mosaic, sample_windows
+
+    assert sample_windows((300, 400), max_pixels=300 * 400) == [(slice(0, 300), slice(0, 400))]
+    windows = sample_windows((1000, 1000), max_pixels=4 * 100 * 100, window=100)
+    assert len(windows) == 4
+    assert all(r.stop - r.start == 100 and c.stop - c.start == 100 for r, c in windows)
+    starts = sorted({r.start for r, _ in windows})
+    assert starts == [225, 675]  # centred in each half
+    strip = sample_windows((100, 5000), max_pixels=4 * 100 * 100, window=100)
+    assert [r.start for r, _ in strip] == [0] * 4  # one row of windows along a strip
+    assert len({c.start for _, c in strip}) == 4
+    joined = mosaic([np.ones((3, 2), bool), np.ones((2, 2), bool)])
+    assert joined.shape == (3, 5)
+    assert not joined[:, 2].any()  # a background column between the pieces
+    assert ndi.label(joined)[1] == 2
+
+
+def test_ppn_size_estimate_of_a_large_image_reads_windows_of_it(monkeypatch):
+    import functools
+
+    import napari_semiseg.methods.ppn_auxnet as ppn_module
+    from napari_semiseg.inference import run
+    from napari_semiseg.inference.scale import sample_windows
+    from napari_semiseg.methods import build_method
+    from napari_semiseg.models import UNetConfig
+
+    method = build_method("ppn-auxnet", {}, UNetConfig(base_channels=4, depth=2), 1)
+    method.main.cell_inradius.fill_(4.0)
+    # stand-in networks: both foreground maps are the image (disks of 1 on 0)
+    seen = []
+
+    def maps(x, out=None):
+        seen.append(x.shape[-2] * x.shape[-1])
+        return np.repeat(x[:, :1].numpy(), 2, axis=1)
+
+    monkeypatch.setattr(method, "_foreground_maps", maps)
+    centres = [(y, x) for y in range(20, 600, 40) for x in range(20, 600, 40)]
+    image = (_disks((600, 600), centres, 10) > 0).astype(np.float32)[None]
+    whole = run(method.image_scale(image))
+    read_whole = sum(seen)
+    monkeypatch.setattr(
+        ppn_module,
+        "sample_windows",
+        functools.partial(sample_windows, max_pixels=4 * 160**2, window=160),
+    )
+    seen.clear()
+    sampled = run(method.image_scale(image))
+    assert whole == pytest.approx(10 / 4, rel=0.1)
+    assert sampled == pytest.approx(whole, rel=0.1)
+    assert sum(seen) < 0.75 * read_whole  # the dense pass read windows, not the whole image

@@ -29,6 +29,75 @@ DEAD_ZONE = 1.25
 LIMITS = (0.5, 8.0)
 #: A piece of less than this many disks of its inscribed radius is one object.
 ONE_OBJECT_CELLS = 2.0
+#: Images of more pixels are measured on :func:`sample_windows` (4 MPix, e.g. 2048²).
+SAMPLE_PIXELS = 4 * 1024 * 1024
+#: Side of those windows in pixels.
+SAMPLE_WINDOW = 1024
+
+
+def sample_windows(
+    shape: tuple[int, int], max_pixels: int = SAMPLE_PIXELS, window: int = SAMPLE_WINDOW
+) -> list[tuple[slice, slice]]:
+    """Windows spread evenly over an image, enough to measure its cell size.
+
+    The size estimate is a median over the cells of an image; on a large image
+    a few windows of it give the same median at a fraction of the cost (the
+    estimate needs a dense pass of the networks of its own).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(Y, X)`` image shape.
+    max_pixels : int
+        Up to this many pixels the whole image is one window.
+    window : int
+        Side of the windows of a larger image (clipped to the image).
+
+    Returns
+    -------
+    list of tuple of slice
+        ``(rows, cols)`` windows, about ``max_pixels`` in all, centred on an
+        even grid over the image.
+
+    Examples
+    --------
+    >>> sample_windows((512, 512))
+    [(slice(0, 512, None), slice(0, 512, None))]
+    >>> [(r.start, c.start) for r, c in sample_windows((4096, 4096))]
+    [(768, 768), (768, 2304), (2304, 768), (2304, 2304)]
+    """
+    height, width = int(shape[0]), int(shape[1])
+    if height * width <= max_pixels:
+        return [(slice(0, height), slice(0, width))]
+    wy, wx = min(height, window), min(width, window)
+    count = max(1, max_pixels // (wy * wx))
+    ny = int(np.clip(round(np.sqrt(count * height * wx / (width * wy))), 1, -(-height // wy)))
+    nx = int(np.clip(count // ny, 1, -(-width // wx)))
+    rows = [round((height - wy) * (i + 0.5) / ny) for i in range(ny)]
+    cols = [round((width - wx) * (j + 0.5) / nx) for j in range(nx)]
+    return [(slice(y, y + wy), slice(x, x + wx)) for y in rows for x in cols]
+
+
+def mosaic(pieces: list[np.ndarray]) -> np.ndarray:
+    """Bool maps side by side, one background column between neighbours.
+
+    Parameters
+    ----------
+    pieces : list of numpy.ndarray
+        ``(Y_i, X_i)`` bool maps (e.g. the foreground of :func:`sample_windows`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(max Y_i, sum X_i + len - 1)`` bool; no connected piece spans two maps.
+    """
+    height = max(p.shape[0] for p in pieces)
+    out = np.zeros((height, sum(p.shape[1] for p in pieces) + len(pieces) - 1), bool)
+    x = 0
+    for piece in pieces:
+        out[: piece.shape[0], x : x + piece.shape[1]] = piece
+        x += piece.shape[1] + 1
+    return out
 
 
 def _pieces(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

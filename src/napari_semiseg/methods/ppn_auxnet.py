@@ -46,8 +46,10 @@ from ..inference.scale import (
     FOREGROUND_LEVEL,
     agreed_foreground,
     inscribed_radius,
+    mosaic,
     resize_image,
     resize_labels,
+    sample_windows,
     scale_factor,
     scaled_shape,
 )
@@ -882,7 +884,11 @@ class PPNAuxNet(Method):
         nuclei are one size in every image, the measure varied by up to 1.46x
         between images, and resizing by such a factor merged touching nuclei
         under one mask (docs/ppn_auxnet.md, change 23).
-        When the two agree nowhere, nothing is resized; nor for model files
+        Images of more than :data:`..inference.scale.SAMPLE_PIXELS` are
+        measured on a few windows spread over them
+        (:func:`..inference.scale.sample_windows`; a 4096² image: four of
+        1024², a quarter of the dense pass). When the two agree nowhere,
+        nothing is resized; nor for model files
         saved before the reference radius existed, images with too little
         foreground, or images where one object holds at least
         ``ONE_PIECE_SHARE`` of it (a connected piece of less than two disks
@@ -916,9 +922,15 @@ class PPNAuxNet(Method):
         def forward(batch: np.ndarray) -> np.ndarray:
             return self._foreground_maps(torch.from_numpy(batch).to(device))
 
-        maps = yield from predict_tiled(forward, image, 2, tiling, multiple=self.main.multiple)
+        pieces = []
+        for rows, cols in sample_windows(image.shape[1:]):
+            window = np.ascontiguousarray(image[:, rows, cols])
+            maps = yield from predict_tiled(
+                forward, window, 2, tiling, multiple=self.main.multiple
+            )
+            pieces.append(agreed_foreground(window, maps[0], maps[1]))
         radius = inscribed_radius(
-            agreed_foreground(image, maps[0], maps[1]),
+            pieces[0] if len(pieces) == 1 else mosaic(pieces),
             min_area=2.0 * math.pi * reference**2,
             max_object_share=ONE_PIECE_SHARE,  # docs/ppn_auxnet.md, change 26
         )
