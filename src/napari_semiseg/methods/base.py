@@ -291,6 +291,9 @@ class Method(abc.ABC):
     #: unless the method's setting ``<name>_on_unseen`` is true
     #: (:meth:`settings_for_data`).
     off_where_unseen: ClassVar[tuple[str, ...]] = ()
+    #: Keep the dimmed patches of ``dim_contrast`` even where the annotation already
+    #: holds a cell that faint (:meth:`augment_for_data`).
+    dim_with_faint_annotation: ClassVar[bool] = False
     #: Settings whose default changed: the value that model files written before
     #: the change were trained with (they do not store a setting they did not have).
     former_defaults: ClassVar[dict[str, Any]] = {}
@@ -425,9 +428,10 @@ class Method(abc.ABC):
         (:attr:`AugmentConfig.min_contrast`; a stronger setting of the user's
         is kept), so the bright annotated cells teach the network dim ones.
         Never on transmitted-light images, where scaling towards 0 darkens the
-        bright background instead of fading the cells, and not when the
-        annotation already holds a cell at least that faint against the median
-        one (``dimmest_cell_contrast`` of the summary at or below
+        bright background instead of fading the cells. Nor, unless the method
+        sets :attr:`dim_with_faint_annotation`, when the annotation already
+        holds a cell at least that faint against the median one
+        (``dimmest_cell_contrast`` of the summary at or below
         ``dim_contrast``): the dimmed patches would show nothing fainter than
         the annotated cells do, only fainter things called cells (on CTC, whose
         annotated square holds a cell at 0.11 of the median contrast, 0.2 gave
@@ -450,7 +454,8 @@ class Method(abc.ABC):
         if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
             return augment
         dimmest = summary.get("dimmest_cell_contrast")
-        if dimmest is not None and np.isfinite(dimmest) and float(dimmest) <= dim:
+        faint = dimmest is not None and np.isfinite(dimmest) and float(dimmest) <= dim
+        if faint and not self.dim_with_faint_annotation:
             return augment
         return dataclasses.replace(augment, min_contrast=dim)
 

@@ -238,6 +238,10 @@ class PPNAuxNet(Method):
 
     # model files from before the dimmed patches (continued training keeps their augmentation)
     former_defaults: ClassVar[dict[str, Any]] = {"dim_contrast": 1.0}
+    #: Dimmed patches also where the annotation holds faint cells: without them on CTC
+    #: (dimmest annotated cell 0.11 of the median) the score head missed dim nuclei
+    #: (docs/ppn_auxnet.md, change 29); its objects are all held to the contrast bar.
+    dim_with_faint_annotation = True
 
     # -- geometry ------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
