@@ -133,8 +133,33 @@ def test_dimmed_patches_where_images_look_like_fluorescence(tiny_config, toy_dat
     assert method.augment_for_data(plain, faint).min_contrast == 0.2  # PPN-auxnet keeps it
     unknown = {**fluorescence, "dimmest_cell_contrast": float("nan")}  # no cell to measure
     assert unet.augment_for_data(plain, unknown).min_contrast == 0.2
+    # the user is told when the setting is not applied, and only then
+    (note,) = unet.data_notes(plain, faint)
+    assert "dim contrast 0.2" in note
+    assert "0.15" in note
+    assert unet.data_notes(plain, fluorescence) == []
+    assert method.data_notes(plain, faint) == []
+    assert unet.data_notes(plain, bright) == []
     teacher = build_method("mean-teacher", {}, tiny, 1)
     assert teacher.augment_for_data(plain, fluorescence) == plain
     # the engine trains with it and saves it with the model
     result = run(train(toy_data, tiny_config.replace(method="ppn-auxnet", steps=1)))
     assert result.model.train_config.augment.min_contrast == 0.2
+
+
+def test_no_dimmed_patches_for_the_unet_when_a_faint_cell_is_annotated(tiny_config):
+    rng = np.random.default_rng(0)
+    image = rng.normal(5, 1, (96, 96))  # fluorescence: dark background, bright cells
+    labels = np.zeros((96, 96), np.int32)
+    for i, ((y, x), level) in enumerate(
+        zip([(10, 10), (10, 50), (50, 10), (50, 50)], [200, 180, 190, 20], strict=True), 1
+    ):
+        image[y : y + 14, x : x + 14] += level  # the last cell a tenth as bright
+        labels[y : y + 14, x : x + 14] = i
+    data = TrainingData.from_arrays([image, image.T.copy()], [labels, None], [None, None])
+    assert data.dimmest_cell_contrast() < 0.2
+    events = train(data, tiny_config.replace(method="unet", steps=1))
+    started = next(events)
+    assert any("dimmed training patches" in text for text in started.advice)
+    result = run(events)
+    assert result.model.train_config.augment.min_contrast == 1.0

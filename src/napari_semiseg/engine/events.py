@@ -26,7 +26,8 @@ class TrainingStarted:
     data_summary: dict[str, Any] = field(default_factory=dict)
     #: Precision of the forward passes: "float32", "bfloat16" or "float16".
     precision: str = "float32"
-    #: What the annotation does not show the network (``TrainingData.advice``).
+    #: What the annotation does not show the network (``TrainingData.advice``), and
+    #: settings these data turned off (``Method.data_notes``).
     advice: tuple[str, ...] = ()
 
     @property

@@ -159,6 +159,8 @@ class _Trainer:
         core_depth = config.core_depth if self.method.core_targets else 0.0
         if isinstance(resume, LoadedModel):  # the network learnt that kind of interior
             core_depth = resume.train_config.core_depth
+        #: sentences for the user about settings these data turned off
+        self.notes = tuple(self.method.data_notes(config.augment, self.summary))
         self.config = config = config.replace(
             method=self.method.name,
             model=self.method.model_config,
@@ -386,7 +388,7 @@ def train(
         n_parameters=sum(p.numel() for n in method.networks().values() for p in n.parameters()),
         data_summary=trainer.summary,
         precision=precision_name(trainer.device, bool(config.amp)),
-        advice=tuple(data.advice()),
+        advice=(*data.advice(), *trainer.notes),
     )
     history: list[dict[str, float]] = []
     if config.preview_every > 0:

@@ -453,11 +453,48 @@ class Method(abc.ABC):
         dim = float(getattr(self.config, "dim_contrast", 1.0))
         if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
             return augment
-        dimmest = summary.get("dimmest_cell_contrast")
-        faint = dimmest is not None and np.isfinite(dimmest) and float(dimmest) <= dim
-        if faint and not self.dim_with_faint_annotation:
+        if self._dimmest_annotated(summary, dim) is not None:
             return augment
         return dataclasses.replace(augment, min_contrast=dim)
+
+    def _dimmest_annotated(self, summary: dict[str, Any], dim: float) -> float | None:
+        """The dimmest annotated cell's relative contrast when it stops the dimming, else None."""
+        dimmest = summary.get("dimmest_cell_contrast")
+        if self.dim_with_faint_annotation or dimmest is None or not np.isfinite(dimmest):
+            return None
+        return float(dimmest) if float(dimmest) <= dim else None
+
+    def data_notes(self, augment: AugmentConfig, summary: dict[str, Any]) -> list[str]:
+        """Sentences for the user about settings the training data turned off.
+
+        Shown when training starts (with ``TrainingData.advice``): a setting the
+        user sees in the form but that :meth:`augment_for_data` does not apply
+        to these data should not be skipped silently.
+
+        Parameters
+        ----------
+        augment : AugmentConfig
+            The user's augmentation settings.
+        summary : dict
+            ``TrainingData.summary()``.
+
+        Returns
+        -------
+        list of str
+            Empty when every setting applies.
+        """
+        dim = float(getattr(self.config, "dim_contrast", 1.0))
+        if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
+            return []
+        dimmest = self._dimmest_annotated(summary, dim)
+        if dimmest is None:
+            return []
+        note = (
+            f"dimmed training patches (dim contrast {dim:g}) are not used: the cells you "
+            f"annotated already include one at {dimmest:.2f} of the typical cell's contrast, "
+            "so the network is shown dim cells. Set dim contrast below that to use them anyway"
+        )
+        return [note]
 
     def on_training_data(self, summary: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Called by the engine once before training with ``TrainingData.summary()``.
