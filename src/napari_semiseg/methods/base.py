@@ -450,19 +450,28 @@ class Method(abc.ABC):
         -------
         AugmentConfig
         """
-        dim = float(getattr(self.config, "dim_contrast", 1.0))
-        if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
-            return augment
-        if self._dimmest_annotated(summary, dim) is not None:
+        dim, blocked_by = self._dimming(augment, summary)
+        if dim is None or blocked_by is not None:
             return augment
         return dataclasses.replace(augment, min_contrast=dim)
 
-    def _dimmest_annotated(self, summary: dict[str, Any], dim: float) -> float | None:
-        """The dimmest annotated cell's relative contrast when it stops the dimming, else None."""
+    def _dimming(
+        self, augment: AugmentConfig, summary: dict[str, Any]
+    ) -> tuple[float | None, float | None]:
+        """``(dim_contrast, dimmest annotated cell)`` of :meth:`augment_for_data`'s choice.
+
+        The first is None where the dimming does not concern these settings and
+        images (off, the user's own is as strong, not fluorescence); the second
+        is the dimmest annotated cell's relative contrast where that cell stops
+        the dimming, else None.
+        """
+        dim = float(getattr(self.config, "dim_contrast", 1.0))
+        if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
+            return None, None
         dimmest = summary.get("dimmest_cell_contrast")
         if self.dim_with_faint_annotation or dimmest is None or not np.isfinite(dimmest):
-            return None
-        return float(dimmest) if float(dimmest) <= dim else None
+            return dim, None
+        return dim, (float(dimmest) if float(dimmest) <= dim else None)
 
     def data_notes(self, augment: AugmentConfig, summary: dict[str, Any]) -> list[str]:
         """Sentences for the user about settings the training data turned off.
@@ -483,11 +492,8 @@ class Method(abc.ABC):
         list of str
             Empty when every setting applies.
         """
-        dim = float(getattr(self.config, "dim_contrast", 1.0))
-        if dim >= 1.0 or augment.min_contrast <= dim or not looks_like_fluorescence(summary):
-            return []
-        dimmest = self._dimmest_annotated(summary, dim)
-        if dimmest is None:
+        dim, dimmest = self._dimming(augment, summary)
+        if dim is None or dimmest is None:
             return []
         note = (
             f"dimmed training patches (dim contrast {dim:g}) are not used: the cells you "
