@@ -91,8 +91,11 @@ CODE = 5
 #: with its holes filled; 5 = the join reads the foreground along the shared border
 #: (a gap of background there keeps two cells apart; without one a less convex
 #: union, solidity 0.8, is joined), and PPN-auxnet resizes an image only when its
-#: cells measure beyond 1.5x the annotated ones (``rescale_dead_zone``, was 1.25).
-SCORING = 5
+#: cells measure beyond 1.5x the annotated ones (``rescale_dead_zone``, was 1.25);
+#: 6 = the watershed's objects whose median foreground probability is below 0.9
+#: (times the model's confidence) are removed (``min_median_foreground``; not the
+#: forest's, nor PPN-auxnet's, which has its own instance path).
+SCORING = 6
 
 
 @dataclass
@@ -339,8 +342,11 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 #: Post-processing of the forest: seeds at p_interior > 0.5, no peak rule. A
 #: forest's vote fractions are flatter than a network's softmax (true nuclei
 #: rarely reach 0.9) and it has no class-balanced "plateau of doubt" to remove;
-#: the network's rule cost it 0.08 AP50 on DSB fluo (0.53 -> 0.46).
-RF_POSTPROCESS = PostprocessConfig(interior_threshold=0.5, min_seed_peak=0.0)
+#: the network's rule cost it 0.08 AP50 on DSB fluo (0.53 -> 0.46). For the same
+#: reason no median-foreground rule (``min_median_foreground``).
+RF_POSTPROCESS = PostprocessConfig(
+    interior_threshold=0.5, min_seed_peak=0.0, min_median_foreground=0.0
+)
 
 
 def run_random_forest(task: Task, seed: int) -> dict:

@@ -1,5 +1,7 @@
 """The post-processing's contrast filter (``PostprocessConfig.min_contrast``)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,15 +81,16 @@ def test_the_watershed_reads_its_own_foreground_probability_for_the_lower_bar():
         probabilities[:, top : top + 8, left : left + 8] = np.array([1 - sure, sure, 0.0])[
             :, None, None
         ]
-    config = PostprocessConfig(reference_contrast=(0.8,), min_seed_peak=0.7)
+    # (the unsure object's median foreground, 0.75, is kept here: the contrast filter's case)
+    config = PostprocessConfig(
+        reference_contrast=(0.8,), min_seed_peak=0.7, min_median_foreground=0.7
+    )
     assert instances_from_probabilities(probabilities, 64.0, config).max() == 3  # no image
     labels = instances_from_probabilities(probabilities, 64.0, config, image)
     assert labels.max() == 2  # the bright cell and the dim one it is sure of
     assert labels[28, 12] > 0
     assert labels[28, 26] == 0
-    off = PostprocessConfig(
-        reference_contrast=(0.8,), min_seed_peak=0.7, confident_foreground=1.01
-    )
+    off = replace(config, confident_foreground=1.01)
     assert instances_from_probabilities(probabilities, 64.0, off, image).max() == 1
 
 

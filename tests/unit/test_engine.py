@@ -86,6 +86,14 @@ def test_checkpoint_round_trip_and_resume(toy_data, tiny_config, tmp_path):
     assert confidence == pytest.approx(result.model.annotated_confidence)
     assert 0.0 < confidence <= 1.0
     assert loaded.postprocess().min_seed_peak == pytest.approx(0.9 * max(confidence, 0.5))
+    # and its median foreground on them, the scale of the unsure-object bar
+    foreground = loaded.annotated_foreground
+    assert foreground == pytest.approx(result.model.annotated_foreground)
+    assert 0.0 < foreground <= 1.0
+    bar = loaded.postprocess().min_median_foreground
+    assert bar == pytest.approx(0.9 * max(foreground, 0.5))
+    del loaded.metadata["annotated_foreground"]  # a file written before it was measured
+    assert loaded.postprocess().min_median_foreground == pytest.approx(0.9 * max(confidence, 0.5))
     assert loaded.train_config.model == tiny_config.model
     x = torch.from_numpy(toy_data.images[0].image[None])
     with torch.no_grad():

@@ -8,6 +8,7 @@ from napari_semiseg.inference.postprocess import (
     PostprocessConfig,
     annotated_confidence,
     contact_lengths,
+    drop_unsure_objects,
     fill_object_holes,
     instances_from_probabilities,
     join_cut_objects,
@@ -109,10 +110,37 @@ def test_plateau_of_doubt_and_weak_seeds_give_no_objects():
     assert out.max() == 2
     assert {int(np.bincount(out[labels == i]).argmax()) for i in (1, 2)} == {1, 2}
     assert out[blob].max() == 0
-    keep_all = PostprocessConfig(interior_threshold=0.45, min_seed_peak=0.0)
+    keep_all = PostprocessConfig(
+        interior_threshold=0.45, min_seed_peak=0.0, min_median_foreground=0
+    )
     assert instances_from_probabilities(probs, 110, keep_all).max() > 3  # what the defaults avoid
     weak = remove_weak_seeds(np.array([[1, 0, 2]]), np.array([[0.95, 1.0, 0.6]]), 0.9)
     assert weak.tolist() == [[1, 0, 0]]
+
+
+def test_an_object_the_network_is_unsure_of_over_most_of_its_pixels_is_dropped():
+    labels = disks(shape=(40, 60), centres=((20, 15), (20, 45)), radius=8)
+    probs = _probabilities(labels)
+    # object 2 (a fold, say): a confident seed at its centre, but most of its
+    # pixels only a little more foreground than background
+    centre = np.hypot(*np.mgrid[:40, :60] - np.array([20, 45])[:, None, None]) <= 3
+    unsure = (labels == 2) & ~centre
+    probs[:, unsure] = np.array([0.3, 0.4, 0.3], np.float32)[:, None]
+    out = instances_from_probabilities(probs, median_area=200)
+    assert np.unique(out[labels == 1]).tolist() == [1]
+    assert out[labels == 2].max() == 0
+    keep = instances_from_probabilities(probs, 200, PostprocessConfig(min_median_foreground=0))
+    assert keep.max() == 2
+    # a true cell whose rim is unsure stays: the median reads its confident inside
+    rim = (labels == 2) & (ndi.distance_transform_edt(labels == 2) <= 2)
+    probs[:, labels == 2] = _probabilities(labels)[:, labels == 2]
+    probs[:, rim] = np.array([0.4, 0.1, 0.5], np.float32)[:, None]
+    assert rim.sum() < 0.5 * (labels == 2).sum()
+    assert instances_from_probabilities(probs, 200).max() == 2
+    # the bar is the median, per object
+    fg = np.where(labels == 1, 0.95, 0.85) * (labels > 0)
+    assert np.unique(drop_unsure_objects(labels, fg, 0.9)).tolist() == [0, 1]
+    assert drop_unsure_objects(labels, fg, 0.0) is labels
 
 
 def test_thresholds_follow_the_confidence_of_the_model():
@@ -127,6 +155,7 @@ def test_thresholds_follow_the_confidence_of_the_model():
     assert instances_from_probabilities(probs, 150, calibrated).max() == 2
     assert PostprocessConfig().for_confidence(None) == PostprocessConfig()
     assert PostprocessConfig().for_confidence(0.1).interior_threshold == pytest.approx(0.3)
+    assert PostprocessConfig().for_confidence(0.8).min_median_foreground == pytest.approx(0.72)
     assert annotated_confidence([probs[1]], [np.zeros_like(labels)]) is None
 
 

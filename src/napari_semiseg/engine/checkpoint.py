@@ -36,6 +36,7 @@ def postprocess_for(
     contrast: tuple[float, ...] | list[float] | None,
     confidence: float | None,
     config: PostprocessConfig | None = None,
+    foreground: float | None = None,
 ) -> PostprocessConfig:
     """The post-processing of a model, while it trains (previews) and once saved.
 
@@ -53,6 +54,9 @@ def postprocess_for(
         (:meth:`PostprocessConfig.for_confidence`).
     config : PostprocessConfig, optional
         Base thresholds (default: :class:`PostprocessConfig`).
+    foreground : float, optional
+        Median foreground probability on the annotated cells
+        (:meth:`PostprocessConfig.for_confidence`).
 
     Returns
     -------
@@ -64,7 +68,7 @@ def postprocess_for(
         reference_contrast=tuple(contrast or ()),
         **method.postprocess_settings(),
     )
-    return config.for_confidence(confidence)
+    return config.for_confidence(confidence, foreground)
 
 
 @dataclass
@@ -107,6 +111,12 @@ class LoadedModel:
         value = self.metadata.get("annotated_confidence")
         return None if value is None else float(value)
 
+    @property
+    def annotated_foreground(self) -> float | None:
+        """Median foreground probability of the model on its annotated cells."""
+        value = self.metadata.get("annotated_foreground")
+        return None if value is None else float(value)
+
     def postprocess(self, config: PostprocessConfig | None = None) -> PostprocessConfig:
         """Post-processing thresholds scaled to this model's confidence.
 
@@ -129,6 +139,7 @@ class LoadedModel:
             self.annotated_contrast,
             self.annotated_confidence,
             config,
+            self.annotated_foreground,
         )
 
     @property

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..data.annotations import BACKGROUND, INTERIOR
 from ..data.datasets import TrainingData
 from ..data.sampling import PatchSampler, SamplerConfig
 from ..errors import SemisegInputError
 from ..inference.postprocess import (
     annotated_confidence,
+    annotated_foreground,
     instances_from_probabilities,
 )
 from ..models.layout import place_network
@@ -193,6 +195,8 @@ class _Trainer:
         self.contrast = data.annotated_contrast()
         #: Median peak interior probability on the annotated cells (None: unknown).
         self.confidence: float | None = None
+        #: Median of the annotated cells' median foreground probability (None: unknown).
+        self.foreground: float | None = None
         self.method.on_training_data(self.summary)
 
     @property
@@ -225,6 +229,7 @@ class _Trainer:
         return {
             "median_cell_area": self.median_area,
             "annotated_confidence": self.confidence,
+            "annotated_foreground": self.foreground,
             "annotated_contrast": self.contrast,
             "steps": steps,
             "data_summary": self.summary,
@@ -289,7 +294,7 @@ class _Trainer:
         return window, arrays
 
     @staticmethod
-    def _cells_and_interior(
+    def _cells_and_probabilities(
         item: Any, window: tuple[slice, slice], arrays: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray] | None:
         probabilities = arrays.get("probabilities")
@@ -298,33 +303,40 @@ class _Trainer:
         cells = item.labels[window]
         if probabilities.shape[-2:] != cells.shape or not cells.any():
             return None
-        return probabilities[1], cells
+        return probabilities, cells
+
+    def _measure_confidence(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """:attr:`confidence` and :attr:`foreground` from (probabilities, cells) windows."""
+        if not pairs:
+            return
+        cells = [c for _, c in pairs]
+        self.confidence = annotated_confidence([p[INTERIOR] for p, _ in pairs], cells)
+        self.foreground = annotated_foreground([1.0 - p[BACKGROUND] for p, _ in pairs], cells)
 
     def calibrate(self, max_images: int = 8) -> float | None:
-        """Measure :attr:`confidence` on windows of up to ``max_images`` annotated images."""
-        interiors, cells = [], []
+        """Measure :attr:`confidence` and :attr:`foreground` on up to ``max_images`` images."""
+        pairs = []
         annotated = [i for i, im in enumerate(self.data.images) if im.is_annotated]
         for index in annotated[:max_images]:
             window, arrays = self._window_preview(index)
-            pair = self._cells_and_interior(self.data.images[index], window, arrays)
+            pair = self._cells_and_probabilities(self.data.images[index], window, arrays)
             if pair is not None:
-                interiors.append(pair[0])
-                cells.append(pair[1])
-        if interiors:
-            self.confidence = annotated_confidence(interiors, cells)
+                pairs.append(pair)
+        self._measure_confidence(pairs)
         return self.confidence
 
     def image_preview(self, step: int, first: bool) -> PreviewUpdated:
         index = self.preview_index()
         item = self.data.images[index]
         window, arrays = self._window_preview(index)
-        pair = self._cells_and_interior(item, window, arrays)
+        pair = self._cells_and_probabilities(item, window, arrays)
         if pair is not None:
-            self.confidence = annotated_confidence([pair[0]], [pair[1]])
+            self._measure_confidence([pair])
         if "instances" not in arrays and "probabilities" in arrays:
             postprocess = postprocess_for(
-                self.method, self.config.core_depth, self.contrast, self.confidence
-            )
+                self.method, self.config.core_depth, self.contrast, self.confidence,
+                foreground=self.foreground,
+            )  # fmt: skip
             image = item.image[(slice(None), *window)]
             same = image.shape[-2:] == arrays["probabilities"].shape[-2:]
             arrays["instances"] = instances_from_probabilities(

@@ -103,6 +103,14 @@ class PostprocessConfig:
         ``C`` values: the annotated cells' median contrast to the known
         background around them (``TrainingData.annotated_contrast``, saved
         with the model). Empty = unknown: no contrast filter.
+    min_median_foreground : float
+        Objects whose median foreground probability is below this are removed
+        (:func:`drop_unsure_objects`): the network is unsure of most of their
+        pixels. A true cell is foreground with near certainty inside its rim;
+        on few-label brightfield images the false objects on cytoplasm folds
+        were not (median 0.91 against 0.999 for the true nuclei). The median,
+        not the mean, so that small cells, mostly rim, are not held to a
+        higher bar. 0 = keep every object.
     """
 
     foreground_threshold: float = 0.5
@@ -119,21 +127,30 @@ class PostprocessConfig:
     confident_foreground: float = 0.9
     confident_min_contrast: float = 0.05
     reference_contrast: tuple[float, ...] = ()
+    min_median_foreground: float = 0.9
 
-    def for_confidence(self, confidence: float | None) -> PostprocessConfig:
+    def for_confidence(
+        self, confidence: float | None, foreground: float | None = None
+    ) -> PostprocessConfig:
         """These thresholds scaled to a model's confidence on its annotated cells.
 
         ``interior_threshold`` and ``min_seed_peak`` are set for a network that
         is sure of the cells it was taught (interior peak about 1). A model that
         is less sure everywhere (a few steps, an EMA teacher, a hard modality)
         would lose its true cells to them: both are multiplied by
-        ``clip(confidence, 0.5, 1)``.
+        ``clip(confidence, 0.5, 1)``. ``min_median_foreground`` is multiplied by
+        ``clip(foreground, 0.5, 1)``, the model's own median foreground on the
+        cells it was taught (by ``confidence`` where that is unknown: model
+        files written before it was measured).
 
         Parameters
         ----------
         confidence : float or None
             Median peak interior probability of the annotated cells (see
             :func:`annotated_confidence`); None = unchanged.
+        foreground : float or None
+            Median over the annotated cells of their median foreground
+            probability (see :func:`annotated_foreground`).
 
         Returns
         -------
@@ -143,15 +160,27 @@ class PostprocessConfig:
         --------
         >>> PostprocessConfig().for_confidence(0.75).min_seed_peak
         0.675
+        >>> round(PostprocessConfig().for_confidence(1.0, 0.8).min_median_foreground, 3)
+        0.72
         """
-        if confidence is None:
+        if confidence is None and foreground is None:
             return self
-        scale = min(max(float(confidence), 0.5), 1.0)
+        config = self
+        if confidence is not None:
+            scale = _clip_confidence(confidence)
+            config = replace(
+                config,
+                interior_threshold=self.interior_threshold * scale,
+                min_seed_peak=self.min_seed_peak * scale,
+            )
+        sure = foreground if foreground is not None else confidence
         return replace(
-            self,
-            interior_threshold=self.interior_threshold * scale,
-            min_seed_peak=self.min_seed_peak * scale,
+            config, min_median_foreground=self.min_median_foreground * _clip_confidence(sure)
         )
+
+
+def _clip_confidence(value: float) -> float:
+    return min(max(float(value), 0.5), 1.0)
 
 
 def remove_small_objects(labels: np.ndarray, min_size: float) -> np.ndarray:
@@ -204,14 +233,41 @@ def annotated_confidence(interiors: list[np.ndarray], labels: list[np.ndarray]) 
     >>> annotated_confidence([np.array([[0.9, 0.6, 0.7]])], [np.array([[1, 1, 2]])])
     0.8
     """
-    peaks = []
-    for interior, lab in zip(interiors, labels, strict=True):
+    return _median_over_cells(ndi.maximum, interiors, labels)
+
+
+def annotated_foreground(foregrounds: list[np.ndarray], labels: list[np.ndarray]) -> float | None:
+    """Median over annotated cells of the median foreground probability in each.
+
+    Parameters
+    ----------
+    foregrounds : list of numpy.ndarray
+        ``(Y, X)`` foreground probabilities of annotated windows.
+    labels : list of numpy.ndarray
+        ``(Y, X)`` instance ids of the same windows (0 = no annotated cell).
+
+    Returns
+    -------
+    float or None
+        None when the windows hold no cell.
+
+    Examples
+    --------
+    >>> annotated_foreground([np.array([[0.9, 0.6, 0.7, 0.8]])], [np.array([[1, 1, 1, 2]])])
+    0.75
+    """
+    return _median_over_cells(ndi.median, foregrounds, labels)
+
+
+def _median_over_cells(reduce, maps: list[np.ndarray], labels: list[np.ndarray]) -> float | None:
+    values = []
+    for values_map, lab in zip(maps, labels, strict=True):
         ids = np.unique(lab[lab > 0])
         if ids.size:
-            peaks.append(ndi.maximum(interior, lab, ids))
-    if not peaks:
+            values.append(np.atleast_1d(reduce(values_map, lab, ids)))
+    if not values:
         return None
-    return float(np.median(np.concatenate(peaks)))
+    return float(np.median(np.concatenate(values)))
 
 
 def remove_weak_seeds(seeds: np.ndarray, interior: np.ndarray, min_peak: float) -> np.ndarray:
@@ -512,6 +568,41 @@ def growth_limit(seeds: np.ndarray, max_growth: float, core_depth: float = 0.0) 
     return distance <= reach[owner]
 
 
+def drop_unsure_objects(labels: np.ndarray, foreground: np.ndarray, bar: float) -> np.ndarray:
+    """Remove objects whose median foreground probability is below ``bar``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(Y, X)`` instance ids.
+    foreground : numpy.ndarray
+        ``(Y, X)`` foreground probability.
+    bar : float
+        Smallest kept median (0 = keep all).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X)`` int32 instance ids (the removed ones set to 0).
+
+    Examples
+    --------
+    >>> labels = np.zeros((6, 6), np.int32); labels[:, :3] = 1; labels[:, 3:] = 2
+    >>> foreground = np.where(labels == 1, 0.99, 0.7)
+    >>> np.unique(drop_unsure_objects(labels, foreground, 0.9)).tolist()
+    [0, 1]
+    """
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if bar <= 0 or ids.size == 0:
+        return labels
+    median = np.asarray(ndi.median(foreground, labels, ids))
+    unsure = ids[median < bar]
+    if unsure.size == 0:
+        return labels
+    return np.where(np.isin(labels, unsure), 0, labels).astype(np.int32)
+
+
 def drop_faint_objects(
     labels: np.ndarray,
     image: np.ndarray,
@@ -631,7 +722,7 @@ def instances_from_probabilities(
         labels = watershed(-depth, markers=seeds, mask=mask)
     else:
         labels = watershed(-interior, markers=seeds, mask=mask)
-    probability = None if image is None else 1.0 - probabilities[BACKGROUND]
+    probability = 1.0 - probabilities[BACKGROUND]
     return _finish(labels, foreground, median_area, config, image, probability)
 
 
@@ -754,16 +845,18 @@ def _finish(
     image: np.ndarray | None = None,
     probability: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Orphans, small objects, holes, faint objects and sequential ids after the watershed.
+    """Orphans, small, unsure and faint objects, holes and sequential ids after the watershed.
 
-    ``probability``: ``(Y, X)`` foreground probability (the contrast filter's
-    confident objects).
+    ``probability``: ``(Y, X)`` foreground probability (objects the network is
+    unsure of; the contrast filter's confident objects).
     """
     if config.keep_orphans:
         orphans, n_orphans = ndi.label(foreground & (labels == 0))
         if n_orphans:
             labels = np.where(orphans > 0, orphans + labels.max(), labels)
     labels = remove_small_objects(labels.astype(np.int32), config.min_size_fraction * median_area)
+    if probability is not None:
+        labels = drop_unsure_objects(labels, probability, config.min_median_foreground)
     if config.fill_holes:
         labels = fill_object_holes(labels)
     if image is not None:
