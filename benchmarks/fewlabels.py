@@ -93,8 +93,9 @@ CODE = 5
 #: union, solidity 0.8, is joined), and PPN-auxnet resizes an image only when its
 #: cells measure beyond 1.5x the annotated ones (``rescale_dead_zone``, was 1.25);
 #: 6 = the watershed's objects whose median foreground probability is below 0.9
-#: (times the model's confidence) are removed (``min_median_foreground``; not the
-#: forest's, nor PPN-auxnet's, which has its own instance path).
+#: times the model's own median foreground on its annotated cells are removed
+#: (``min_median_foreground``; not the forest's, nor PPN-auxnet's, which has its own
+#: instance path).
 SCORING = 6
 
 

@@ -12,6 +12,7 @@ from napari_semiseg.inference.postprocess import (
     fill_object_holes,
     instances_from_probabilities,
     join_cut_objects,
+    object_medians,
     remove_small_objects,
     remove_weak_seeds,
 )
@@ -141,6 +142,17 @@ def test_an_object_the_network_is_unsure_of_over_most_of_its_pixels_is_dropped()
     fg = np.where(labels == 1, 0.95, 0.85) * (labels > 0)
     assert np.unique(drop_unsure_objects(labels, fg, 0.9)).tolist() == [0, 1]
     assert drop_unsure_objects(labels, fg, 0.0) is labels
+
+
+def test_object_medians_equal_scipys_for_odd_and_even_objects():
+    rng = np.random.default_rng(3)
+    labels, n = ndi.label(ndi.gaussian_filter(rng.random((120, 120)), 2) > 0.5)
+    values = rng.random((120, 120)).astype(np.float32)
+    values[labels == 1] = 1.0  # the top of the range
+    ids, medians = object_medians(labels, values)
+    assert ids.tolist() == list(range(1, n + 1))
+    np.testing.assert_allclose(medians, ndi.median(values, labels, ids), atol=1e-7)
+    assert object_medians(np.zeros((4, 4), np.int32), np.ones((4, 4)))[0].size == 0
 
 
 def test_thresholds_follow_the_confidence_of_the_model():
