@@ -229,7 +229,10 @@ def rescore(task: Task, path: Path, overrides: dict[str, Any] | None = None) -> 
         Model file written by ``--save-models``.
     overrides : dict, optional
         Method settings that act at prediction only (e.g. a new default the
-        file predates), applied to the loaded method's config.
+        file predates), applied to the loaded method's config; keys
+        ``postprocess.<field>`` set a ``PostprocessConfig`` field instead (e.g.
+        ``postprocess.min_median_foreground: 0``, the filter off), before the
+        model's own scaling (``LoadedModel.postprocess``).
 
     Returns
     -------
@@ -238,19 +241,21 @@ def rescore(task: Task, path: Path, overrides: dict[str, Any] | None = None) -> 
         (``predict_settings``) when given.
     """
     model = load_task_model(task, path)
-    extra = {}
-    unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(model.method.config)}
+    overrides = dict(overrides or {})
+    prefix = "postprocess."
+    thresholds = {k[len(prefix) :]: v for k, v in overrides.items() if k.startswith(prefix)}
+    method_settings = {k: v for k, v in overrides.items() if not k.startswith(prefix)}
+    unknown = set(method_settings) - {f.name for f in dataclasses.fields(model.method.config)}
+    fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
+    unknown |= {prefix + k for k in set(thresholds) - fields}
     if unknown:
         raise ValueError(f"{path.name}: {model.method.name} has no setting {sorted(unknown)}")
-    if overrides:
-        model.method.config = dataclasses.replace(model.method.config, **overrides)
-        extra["predict_settings"] = dict(overrides)
-    return {
-        **score(task, [segment_array(model, image) for image in task.images]),
-        "rescored": True,
-        "scoring": SCORING,
-        **extra,
-    }
+    if method_settings:
+        model.method.config = dataclasses.replace(model.method.config, **method_settings)
+    postprocess = PostprocessConfig(**thresholds) if thresholds else None
+    masks = [segment_array(model, image, postprocess=postprocess) for image in task.images]
+    extra = {"predict_settings": overrides} if overrides else {}
+    return {**score(task, masks), "rescored": True, "scoring": SCORING, **extra}
 
 
 def run_method(
@@ -737,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--predict-set", action="append", default=[], metavar="KEY=VALUE",
         help="with --rescore: a method setting that acts at prediction only, applied to "
-        "the loaded models (e.g. a new default the files predate); stored with the scores",
+        "the loaded models (e.g. a new default the files predate), or postprocess.FIELD "
+        "for a PostprocessConfig field; stored with the scores",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.rescore and not args.save_models:

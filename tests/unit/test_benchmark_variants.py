@@ -78,25 +78,33 @@ def test_a_run_can_keep_its_model(fewlabels, tmp_path):
     assert result["steps"] >= 1
     assert load_model(path, "cpu").method.name == "unet"
     # scored again with a prediction-time setting the file predates, recorded with the scores
-    seen = []
+    seen, thresholds = [], []
+    model_prominence = load_model(path, "cpu").method.config.depth_prominence
     segment = fewlabels.segment_array
 
-    def spy(model, image):
+    def spy(model, image, postprocess=None):
         seen.append(model.method.config.depth_prominence)
-        return segment(model, image)
+        thresholds.append(postprocess)
+        return segment(model, image, postprocess=postprocess)
 
     fewlabels.segment_array = spy
     try:
         again = fewlabels.rescore(task, path, {"depth_prominence": 0.7})
+        off = fewlabels.rescore(task, path, {"postprocess.min_median_foreground": 0.0})
     finally:
         fewlabels.segment_array = segment
-    assert seen == [0.7]
+    assert seen == [0.7, model_prominence]
+    assert thresholds[0] is None
+    assert thresholds[1].min_median_foreground == 0.0  # a post-processing field, not the method's
+    assert off["predict_settings"] == {"postprocess.min_median_foreground": 0.0}
     assert again["rescored"]
     assert again["predict_settings"] == {"depth_prominence": 0.7}
     assert 0.0 <= again["ap50"] <= 1.0
     assert "predict_settings" not in fewlabels.rescore(task, path)
     with pytest.raises(ValueError, match="has no setting"):
         fewlabels.rescore(task, path, {"no_such_setting": 1})
+    with pytest.raises(ValueError, match=r"postprocess\.no_such_field"):
+        fewlabels.rescore(task, path, {"postprocess.no_such_field": 1})
 
 
 def test_only_runs_of_the_unet_code_version_are_paired(fewlabels):

@@ -12,6 +12,7 @@ suits organs, not cells.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -234,7 +235,11 @@ def annotated_confidence(interiors: list[np.ndarray], labels: list[np.ndarray]) 
     >>> annotated_confidence([np.array([[0.9, 0.6, 0.7]])], [np.array([[1, 1, 2]])])
     0.8
     """
-    return _median_over_cells(ndi.maximum, interiors, labels)
+    return _median_over_cells(
+        lambda interior, lab: ndi.maximum(interior, lab, np.unique(lab[lab > 0])),
+        interiors,
+        labels,
+    )
 
 
 def annotated_foreground(foregrounds: list[np.ndarray], labels: list[np.ndarray]) -> float | None:
@@ -257,15 +262,21 @@ def annotated_foreground(foregrounds: list[np.ndarray], labels: list[np.ndarray]
     >>> annotated_foreground([np.array([[0.9, 0.6, 0.7, 0.8]])], [np.array([[1, 1, 1, 2]])])
     0.75
     """
-    return _median_over_cells(ndi.median, foregrounds, labels)
+    # the same median as the one it scales (drop_unsure_objects)
+    return _median_over_cells(lambda fg, lab: object_medians(lab, fg)[1], foregrounds, labels)
 
 
-def _median_over_cells(reduce, maps: list[np.ndarray], labels: list[np.ndarray]) -> float | None:
-    values = []
-    for values_map, lab in zip(maps, labels, strict=True):
-        ids = np.unique(lab[lab > 0])
-        if ids.size:
-            values.append(np.atleast_1d(reduce(values_map, lab, ids)))
+def _median_over_cells(
+    per_cell: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    maps: list[np.ndarray],
+    labels: list[np.ndarray],
+) -> float | None:
+    """Median over the cells of all windows of ``per_cell(map, labels)`` (one value per id)."""
+    values = [
+        np.atleast_1d(per_cell(values_map, lab))
+        for values_map, lab in zip(maps, labels, strict=True)
+        if lab.any()
+    ]
     if not values:
         return None
     return float(np.median(np.concatenate(values)))
